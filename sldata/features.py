@@ -294,30 +294,37 @@ class RepWriter:
         f = self._target()
         g = f.create_group(video)
         for name, arr in clips.items():
-            g.create_dataset(name, data=arr, compression=self.compression,
-                             compression_opts=self.compression_opts)
+            _close(g.create_dataset(name, data=arr, compression=self.compression,
+                                    compression_opts=self.compression_opts))
         for k, v in (attrs or {}).items():
             g.attrs[k] = v
+        _close(g)
         self._register(video)
 
     def copy_video(self, video: str, src_group) -> None:
+        from .io import reading
+
         f = self._target()
         if self._in_shard == 0:  # a new shard: it carries the source file's root attributes
             src_attrs = src_group.file.attrs
             for k in src_attrs:
                 f.attrs.create(k, src_attrs[k], dtype=src_attrs.get_id(k).dtype)
         if self.compression is None:
-            src_group.file.copy(src_group, f, name=video)
+            src_group.file.copy(src_group, f, name=video)  # raw chunks: no decompression, bit-exact
         else:
             g = f.create_group(video)
             for k, v in src_group.attrs.items():
                 g.attrs[k] = v
             for name, ds in src_group.items():
-                out = g.create_dataset(name, data=ds[()], chunks=True if ds.chunks else None,
+                with reading(src_group.file.filename, video=video, clip=name):
+                    data = ds[()]  # a garbled compressed chunk fails here, located
+                out = g.create_dataset(name, data=data, chunks=True if ds.chunks else None,
                                        compression=self.compression if self.compression != "none" else None,
                                        compression_opts=self.compression_opts)
                 for k, v in ds.attrs.items():
                     out.attrs[k] = v
+                _close(out)
+            _close(g)
         self._register(video)
 
     def close(self) -> dict[str, int]:
@@ -328,6 +335,22 @@ class RepWriter:
         if self.layout == "v2":
             write_json(metadata_path(self.root, self.rep, self.split), self.assignment)
         return self.assignment
+
+
+def _close(obj: Any) -> None:
+    """Close one HDF5 object now, so that a failed write (disk full) raises here.
+
+    Left to garbage collection, H5Dclose's failure to flush is only printed
+    ("Exception ignored") and the half-closed dataset crashes the file's close
+    later; closed explicitly, the failure is an OSError with errno and file name.
+    Writers run in `sldata.h5.isolated`, which never closes anything after it.
+    """
+    from .h5 import h5_os_error
+
+    try:
+        obj.id._close()
+    except RuntimeError as exc:  # h5py reports a failed close as RuntimeError; the text has errno and name
+        raise h5_os_error(exc) from None
 
 
 def write_annotation(root: str | Path, split: str, annotation: dict[str, Any]) -> Path:

@@ -25,6 +25,7 @@ from .errors import UserError
 from .features import (FeatureDataset, RepWriter, annotation_path, is_feature_dataset_dir, metadata_path,
                        shard_path)
 from .findings import Finding, finding
+from .h5 import isolated
 from .io import (TMP_MARK, atomic_path, dumps_json, fsync_path, read_json, remove_stale_temporaries,
                  write_bytes_atomic, write_json)
 from .progress import NullProgress, Progress
@@ -579,18 +580,24 @@ def _whole_files(source: _Source, item: RepPlan, plan: ShardPlan) -> list[Path] 
 
 
 def _copy_objects(ds: FeatureDataset, plan: ShardPlan, item: RepPlan, tmp: Path, progress: Progress) -> None:
-    """Copy one (rep, split) video group by video group into its shards (+ metadata)."""
+    """Copy one (rep, split) video group by video group into its shards (+ metadata).
+
+    Runs in a child process (`sldata.h5.isolated`): a full disk or a garbled source
+    chunk comes back as an exception, never as a crash of HDF5 at close.
+    """
+    isolated(lambda advance: _copy_objects_child(ds, plan, item, tmp, advance), progress.advance)
+
+
+def _copy_objects_child(ds: FeatureDataset, plan: ShardPlan, item: RepPlan, tmp: Path, advance: Any) -> None:
     source = _Source(ds, item.rep, item.split)
     writer = RepWriter(tmp, item.rep, item.split, "v2", shard_size=plan.size,
                        compression=plan.compression, compression_opts=plan.compression_opts)
-    try:
-        for videos in item.shards:
-            for video in videos:
-                writer.copy_video(video, source.group(video))
-                progress.advance(item.scanned[video][0])
-    finally:
-        writer.close()  # also writes the metadata file ({} for a rep without any of the videos)
-        source.close()
+    for videos in item.shards:
+        for video in videos:
+            writer.copy_video(video, source.group(video))
+            advance(item.scanned[video][0])
+    writer.close()  # also writes the metadata file; on failure nothing is closed (see `isolated`)
+    source.close()
 
 
 def _start_file_copies(pool: Any, item: RepPlan, tmp: Path) -> list[Any]:

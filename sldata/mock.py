@@ -15,7 +15,8 @@ import numpy as np
 
 from .errors import UserError
 from .features import NAME, RepWriter, is_feature_dataset_dir, to_v2_annotation, write_annotation
-from .io import atomic_path
+from .h5 import isolated
+from .io import atomic_path, check_output
 from .progress import NullProgress, Progress
 
 MOCK_DIMS = {"dino": 384, "mae": 768, "pose": 32, "sign2vec": 768}
@@ -81,10 +82,7 @@ def write_mock(out: str | Path, layout: str = "v1", videos: int = 6, clips: int 
             raise UserError(f"{option}: names must match {NAME}, not {', '.join(map(repr, bad))}")
         if len(set(names)) != len(names):
             raise UserError(f"{option}: a name is repeated ({','.join(names)})")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} exists and is not empty (use --overwrite to replace it)")
+    check_output(out, kind="dir", overwrite=overwrite, owned=is_feature_dataset_dir)  # before any work
     progress = progress or NullProgress()
     progress.start(f"mock {layout}", total=len(splits) * videos * len(reps), unit="videos")
     rng = np.random.default_rng(seed)
@@ -96,16 +94,26 @@ def write_mock(out: str | Path, layout: str = "v1", videos: int = 6, clips: int 
             frames = {v: {c: int(rng.integers(min_frames, max_frames + 1)) for c in e} for v, e in ann.items()}
             for rep in reps:
                 w = RepWriter(tmp, rep, split, layout, shard_size=shard_size if layout == "v2" else None)
-                d = dims.get(rep, DEFAULT_DIM)
-                for vid in ann:
-                    arrays = {}
-                    for c, t in frames[vid].items():
-                        t = max(1, t // 2) if rep == "sign2vec" else t
-                        arrays[c] = rng.standard_normal((t, d), dtype=np.float32).astype(np.float16)
-                    w.add_video(vid, arrays)
-                    progress.advance(1)
-                w.close()
+                # in a child process: a full disk is an OSError here, never a crash (sldata.h5.isolated);
+                # the child's generator state comes back so the bytes do not depend on the isolation
+                rng.bit_generator.state = isolated(
+                    lambda advance: _write_rep(w, ann, frames, rep, dims.get(rep, DEFAULT_DIM), rng, advance),
+                    progress.advance)
             write_annotation(tmp, split, to_v2_annotation(ann) if layout == "v2" else ann)
             summary["splits"][split] = {"videos": videos, "clips": videos * clips}
     progress.finish()
     return summary
+
+
+def _write_rep(w: RepWriter, ann: dict[str, Any], frames: dict[str, dict[str, int]], rep: str, d: int,
+               rng: np.random.Generator, advance: Any) -> dict[str, Any]:
+    """One rep of one split; returns the generator state. No close on failure (see `isolated`)."""
+    for vid in ann:
+        arrays = {}
+        for c, t in frames[vid].items():
+            t = max(1, t // 2) if rep == "sign2vec" else t
+            arrays[c] = rng.standard_normal((t, d), dtype=np.float32).astype(np.float16)
+        w.add_video(vid, arrays)
+        advance(1)
+    w.close()
+    return rng.bit_generator.state
