@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         split: Optional[str] = typer.Option(None, "--split", help="Only this split (feature datasets)."),
         plots: Optional[Path] = typer.Option(None, "--plots", help="Write PNG histograms into this directory."),
         json_out: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Processes for big feature datasets "
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for big feature datasets "
                                               "(default: cores)."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from .common import RichProgress, console, err_console, human_bytes, print_json, split_csv, user_errors
+from rich.markup import escape
+
+from .common import RichProgress, console, err_console, fail, human_bytes, print_json, split_csv, user_errors
 
 
 def _per_shard(counts: list[int]) -> str:
@@ -31,9 +33,13 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary (errors still go to stderr)."),
     ) -> None:
         """Upgrade a v1 annotation to v2: add `clip_order` in numeric clip order, keep everything else."""
+        from sldata.io import DuplicateKeyError
         from sldata.migrate import upgrade_annotation_file
 
-        report = upgrade_annotation_file(src, out, overwrite=overwrite)
+        try:
+            report = upgrade_annotation_file(src, out, overwrite=overwrite)
+        except DuplicateKeyError as exc:  # invalid data, found: exit 1 (SPEC §4), nothing written
+            raise fail(escape(str(exc)), 1) from None
         if json_out:
             print_json(report.to_dict())
             return
@@ -52,7 +58,7 @@ def register(app: typer.Typer) -> None:
     def shard_cmd(
         src: Path = typer.Argument(Path("mock_data"), help="v1 or v2 feature dataset."),
         dst: Optional[Path] = typer.Argument(None, help="Output v2 dataset (default: SRC_multi)."),
-        size: int = typer.Option(1000, "--size", "-n", help="Videos per shard."),
+        size: int = typer.Option(1000, "--size", "-n", min=1, help="Videos per shard."),
         reps: Optional[str] = typer.Option(None, "--reps", help="Comma-separated reps (default: all)."),
         splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits (default: all)."),
         compression: str = typer.Option("keep", "--compression",
@@ -65,15 +71,18 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
         """Turn a v1 (or v2) feature dataset into v2 shards of SIZE videos, verified before it appears."""
+        from sldata.errors import DataError
+        from sldata.io import DuplicateKeyError
         from sldata.migrate import VerificationError, iter_problem_lines, shard
 
         try:
             result = shard(src, dst, size, reps=split_csv(reps), splits=split_csv(splits),
                            compression=compression, overwrite=overwrite, strict=strict, dry_run=dry_run,
                            progress=RichProgress(quiet or json_out))
-        except VerificationError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
+        except (VerificationError, DuplicateKeyError, DataError) as exc:
+            # the source holds invalid data (a repeated key, a garbled chunk) or the copy does not match it:
+            # exit 1 (SPEC §4), nothing written
+            raise fail(escape(str(exc)), 1) from None
         plan = result.plan
         failed = strict and bool(plan.problems)
         if json_out:

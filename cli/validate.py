@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         split: Optional[str] = typer.Option(None, "--split", help="Only this split."),
         labels: Optional[List[Path]] = typer.Option(None, "--labels", help="labels.SPLIT.csv to check against a "
                                                     "pose h5 (repeat the option for several files)."),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Processes for big inputs (default: cores)."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for big inputs (default: cores)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Check a dataset: exit 0 valid, 1 problems found, 2 unusable input."""

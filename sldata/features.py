@@ -120,6 +120,16 @@ def is_feature_dataset_dir(root: Path) -> bool:
     return True
 
 
+def describe_duplicate(exc: Any, path: Path) -> str:
+    """What a repeated JSON key means in an annotation or metadata file (a DuplicateKeyError)."""
+    key, where = exc.key, list(exc.where)
+    if not where:
+        return f"video {key!r} occurs twice" + (" in the metadata" if METADATA_RE.match(path.name) else "")
+    if len(where) == 1 and not METADATA_RE.match(path.name):
+        return f"clip key {key!r} occurs twice in video {where[0]!r}"
+    return f"key {key!r} occurs twice in the object at {'/'.join(where)}"
+
+
 def clip_order(video_entry: dict[str, Any]) -> list[str]:
     """Temporal order of a video's clips: `clip_order` (v2) or numeric keys (v1)."""
     if "clip_order" in video_entry:

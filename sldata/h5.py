@@ -165,7 +165,7 @@ def isolated(fn: Callable[[Callable[[float], None]], T], advance: Callable[[floa
 
                 ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
             devnull = os.open(os.devnull, os.O_WRONLY)  # h5py's "Exception ignored" noise on failure
-            os.dup2(devnull, 2) if not os.environ.get("SLDATA_DEBUG_CHILD") else None
+            os.dup2(devnull, 2)
             result = fn(lambda n=1: _send(w, ("progress", n)))
             _send(w, ("ok", result))
             code = 0

@@ -22,12 +22,12 @@ from typing import Any, Iterator
 from schemas.annotations import AnnotationV2, format_errors, is_int_key, sort_clip_keys
 
 from .errors import UserError
-from .features import (FeatureDataset, RepWriter, annotation_path, is_feature_dataset_dir, metadata_path,
-                       shard_path)
+from .features import (FeatureDataset, RepWriter, annotation_path, describe_duplicate, is_feature_dataset_dir,
+                       metadata_path, shard_path)
 from .findings import Finding, finding
 from .h5 import isolated
-from .io import (TMP_MARK, atomic_path, dumps_json, fsync_path, read_json, remove_stale_temporaries,
-                 write_bytes_atomic, write_json)
+from .io import (TMP_MARK, DuplicateKeyError, atomic_path, check_output, dumps_json, fsync_path, output_lock,
+                 read_json, remove_stale_temporaries, text_name, write_bytes_atomic, write_json)
 from .progress import NullProgress, Progress
 
 # --- annotation upgrade --------------------------------------------------------------
@@ -114,21 +114,31 @@ def default_upgrade_output(path: Path) -> Path:
     return path.with_name(f"{path.stem}.v2{path.suffix or '.json'}")
 
 
+def read_annotation(path: Path) -> Any:
+    """An annotation (or metadata) JSON; a repeated key is a DuplicateKeyError that says which video/clip."""
+    try:
+        return read_json(path)
+    except DuplicateKeyError as exc:
+        raise _duplicate(path, exc) from None
+
+
+def _duplicate(path: Path, exc: DuplicateKeyError) -> DuplicateKeyError:
+    out = DuplicateKeyError(path, exc.key, exc.where)
+    out.args = (f"{text_name(path)}: {describe_duplicate(exc, path)}; a reader would silently keep only one "
+                "of them: fix the file",)
+    return out
+
+
 def upgrade_annotation_file(src: str | Path, out: str | Path | None = None,
                             overwrite: bool = False) -> UpgradeReport:
     """Upgrade one annotation file into `out` (default: beside it, `.v2.json`), atomically."""
     src = Path(src)
     if src.is_dir():  # before naming the default output: `.` has no name to derive one from
-        raise UserError(f"{src}: is a directory, expected a JSON file")
+        raise UserError(f"{text_name(src)}: is a directory, expected a JSON file")
     out = Path(out) if out is not None else default_upgrade_output(src)
-    if out.resolve() == src.resolve():
-        raise UserError(f"{out}: refusing to write over the input (pick another -o)")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists (use --overwrite to replace it)")
-    if out.exists() and out.is_dir():
-        raise UserError(f"{out} is a directory")
-    new, report = upgrade_annotation(read_json(src), where=str(src))
-    write_bytes_atomic(out, annotation_bytes(new))
+    check_output(out, inputs=[src], kind="file", overwrite=overwrite)  # before reading a corpus-sized file
+    new, report = upgrade_annotation(read_annotation(src), where=text_name(src))
+    write_bytes_atomic(out, annotation_bytes(new), inputs=[src], overwrite=overwrite)
     report.input, report.output = str(src), str(out)
     return report
 
@@ -330,7 +340,7 @@ def plan_shard(src: str | Path, dst: str | Path | None = None, size: int = 1000,
         if not plan.reps:
             raise UserError(f"{src}: no feature files (REP.SPLIT.h5 or REP/REP.SPLIT.K.h5)")
         for split in plan.splits:
-            raw = read_json(annotation_path(src, split))
+            raw = read_annotation(annotation_path(src, split))
             upgraded, report = upgrade_annotation(raw, where=str(annotation_path(src, split)))
             plan.annotations[split] = report
             plan.upgraded[split] = upgraded
@@ -454,7 +464,9 @@ def _source_metadata_findings(ds: FeatureDataset, source: _Source, rep: str, spl
         return [finding("missing-file", f"no metadata_{rep}.{split}.json: shards are read by their contents",
                         ds.root / rep, rep=rep)]
     try:
-        mapping, errors = parse_metadata(read_json(path))
+        mapping, errors = parse_metadata(read_annotation(path))
+    except DuplicateKeyError:
+        raise  # a video listed twice: which shard is meant is unknown; refuse (exit 1)
     except UserError as exc:
         return [finding("json-invalid", f"{exc}; shards are read by their contents", path, rep=rep)]
     if errors:
@@ -501,16 +513,24 @@ def shard(src: str | Path, dst: str | Path | None = None, size: int = 1000, *,
     With `strict`, annotated videos or clips absent from a rep stop the run before
     anything is written (the result has `written=False` and the problems in its plan).
     """
-    plan = plan_shard(src, dst, size, reps=reps, splits=splits, compression=compression, scan=dry_run)
-    dst = plan.dst
-    if dst.exists() and not dst.is_dir():
-        raise UserError(f"{dst} exists and is not a directory (DST is the output dataset directory)")
-    if dst.exists() and any(dst.iterdir()) and not overwrite:
-        raise UserError(f"{dst} exists and is not empty (use --overwrite to replace it)")
-    if strict and not dry_run:
+    if dry_run:
+        return ShardResult(plan_shard(src, dst, size, reps=reps, splits=splits, compression=compression, scan=True),
+                           written=False)
+    dst = Path(dst) if dst is not None else default_dst(src)
+    with output_lock(dst, "dataset"):  # a second run into DST is refused (exit 2) for as long as this one runs
+        return _shard_locked(src, dst, size, reps=reps, splits=splits, compression=compression,
+                             overwrite=overwrite, strict=strict, progress=progress)
+
+
+def _shard_locked(src: str | Path, dst: Path, size: int, *, reps: list[str] | None, splits: list[str] | None,
+                  compression: str | None, overwrite: bool, strict: bool, progress: Progress | None) -> ShardResult:
+    plan = plan_shard(src, dst, size, reps=reps, splits=splits, compression=compression, scan=False)
+    # the output rule before any copying: DST is empty, or --overwrite and nothing but a feature dataset
+    check_output(dst, inputs=[plan.src], kind="dir", overwrite=overwrite, owned=is_feature_dataset_dir)
+    if strict:
         with FeatureDataset(plan.src) as ds:
             _inspect_items(ds, plan)  # the problems decide whether anything is written
-    if dry_run or (strict and plan.problems):
+    if strict and plan.problems:
         return ShardResult(plan, written=False)
     from concurrent.futures import ThreadPoolExecutor
 

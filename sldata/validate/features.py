@@ -21,7 +21,7 @@ from schemas.metadata import parse_metadata
 from ..errors import UserError
 from ..features import Layout, annotation_path, metadata_path, shard_path, v1_path
 from ..findings import Finding, Report, finding
-from ..io import JsonError, loads_json
+from ..io import DuplicateKeyError, JsonError, loads_json
 from ..progress import NullProgress, Progress
 from .scan import ScanResult, default_workers, merge, plan_tasks, run_tasks, scan_feature_file
 
@@ -35,16 +35,82 @@ def _few(items: list[Any]) -> str:
 
 def read_json_finding(path: Path) -> tuple[Any, Finding | None]:
     """(parsed JSON, None) or (None, a json-invalid / missing-file finding)."""
+    raw, found = read_json_findings(path)
+    return (raw, None) if raw is not None or not found else (None, found[0])
+
+
+def read_json_findings(path: Path) -> tuple[Any, list[Finding]]:
+    """(parsed JSON or None when unusable, findings).
+
+    A key that occurs twice is a `json-duplicate-key` error per repeat (naming the
+    video, and the clip when it is a clip key); the file is still checked, with
+    the last occurrence of each key, so its other problems show too.
+    """
+    from ..errors import describe_os_error
+
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return None, finding("missing-file", "file is absent", path)
+        return None, [finding("missing-file", "file is absent", path)]
     except OSError as exc:
-        return None, finding("json-invalid", f"cannot read: {exc}", path)
+        return None, [finding("json-invalid", f"cannot read: {describe_os_error(exc)}", path)]
     try:
-        return loads_json(data, path), None
+        return loads_json(data, path), []
+    except DuplicateKeyError:
+        return _with_duplicates(data, path)
     except JsonError as exc:
-        return None, finding("json-invalid", exc.detail, path)
+        return None, [finding("json-invalid", exc.detail, path)]
+
+
+class _Repeats(dict):
+    """A parsed JSON object that held some key more than once (`repeated`)."""
+
+    repeated: list[str]
+
+
+def _with_duplicates(data: bytes, path: Path) -> tuple[Any, list[Finding]]:
+    """Parse keeping the last of each repeated key; one finding per repeated key, located."""
+    import json
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        d = dict(pairs)
+        if len(d) == len(pairs):
+            return d
+        seen: set[str] = set()
+        out = _Repeats(d)
+        out.repeated = []
+        for k, _ in pairs:
+            if k in seen and k not in out.repeated:
+                out.repeated.append(k)
+            seen.add(k)
+        return out
+
+    raw = json.loads(data, object_pairs_hook=hook, parse_constant=lambda c: float(c.replace("Infinity", "inf")))
+    meta = path.name.startswith("metadata_")
+    found: list[Finding] = []
+    stack: list[tuple[Any, list[str]]] = [(raw, [])]
+    while stack:  # only on files with repeats: the walk costs nothing on the normal path
+        obj, trail = stack.pop()
+        if isinstance(obj, _Repeats):
+            for key in obj.repeated:
+                if not trail:
+                    what = "video id" if not meta else "video"
+                    found.append(finding("json-duplicate-key", f"{what} {key!r} occurs twice"
+                                         + (" in the metadata" if meta else "")
+                                         + "; a reader keeps only one of them", path, video=key))
+                elif len(trail) == 1 and not meta:
+                    found.append(finding("json-duplicate-key", f"clip key {key!r} occurs twice in video "
+                                         f"{trail[0]!r}; a reader keeps only one of them", path,
+                                         video=trail[0], clip=key))
+                else:
+                    found.append(finding("json-duplicate-key", f"key {key!r} occurs twice in the object at "
+                                         f"{'/'.join(trail)}", path, video=trail[0],
+                                         clip=trail[1] if len(trail) > 1 and not meta else None))
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+        for k, v in items:
+            if isinstance(v, (dict, list)):
+                stack.append((v, trail + [str(k)]))
+    return raw, sorted(found, key=lambda f: (f.video or "", f.clip or ""))
 
 
 # --- annotations ---------------------------------------------------------------------
@@ -79,12 +145,12 @@ def check_annotation(path: Path, kind: str) -> tuple[dict[str, list[str]] | None
 
     Returns ({video: clip keys} of what could be read, findings); None when unusable.
     """
-    raw, bad = read_json_finding(path)
-    if bad:
-        return None, [bad]
+    raw, out = read_json_findings(path)
+    if raw is None:
+        return None, out
     if not isinstance(raw, dict):
-        return None, [finding("schema", f"<root>: expected an object of videos, got {type(raw).__name__}", path)]
-    out: list[Finding] = []
+        return None, out + [finding("schema", f"<root>: expected an object of videos, got {type(raw).__name__}",
+                                    path)]
     version = annotation_version(raw)
     if kind == "v2" and version == 1 and raw:
         out.append(finding("schema", "no video has 'clip_order': a v1 annotation in a v2 dataset "
@@ -333,10 +399,9 @@ def _cross_v2(report: Report, layout: Layout, rep: str, split: str, shards: dict
         if not shards:
             return
     else:
-        raw, bad = read_json_finding(meta_path)
-        if bad:
-            report.add(replace(bad, rep=rep))
-        else:
+        raw, found = read_json_findings(meta_path)
+        report.extend(replace(f, rep=rep) for f in found)
+        if raw is not None:
             mapping, errors = parse_metadata(raw)
             for e in errors:
                 report.add(finding("schema", e, meta_path, rep=rep,
