@@ -42,7 +42,9 @@ def _table(title: str, columns: list[str], left: tuple[str, ...] = ()) -> Any:
 
 
 def _print_feature_stats(d: dict[str, Any]) -> None:
-    t = _table(f"{escape(d['path'])} ({d['kind']}); distributions: min med p95 max",
+    from sldata.io import text_name
+
+    t = _table(f"{escape(text_name(d['path']))} ({d['kind']}); distributions: min med p95 max",
                ["split", "videos", "clips", "clips/video", "words/translation", "clip seconds"], ("split",))
     for s, v in d["splits"].items():
         t.add_row(s, _fmt(v["videos"]), _fmt(v["clips"]), _dist(v["clips_per_video"]),
@@ -57,6 +59,9 @@ def _print_feature_stats(d: dict[str, Any]) -> None:
             name = rep
             if x["missing_videos"] or x["missing_clips"]:
                 name += f" [red](missing {x['missing_videos']} videos, {x['missing_clips']} clips)[/]"
+            if x.get("unreadable_videos") or x.get("unreadable_clips"):
+                name += (f" [red](unreadable {x['unreadable_videos']} videos, "
+                         f"{x['unreadable_clips']} clips)[/]")
             vids = sorted({f["videos"] for f in files if f["videos"] is not None})
             per = "-" if not vids else (str(vids[0]) if len(vids) == 1 else f"{vids[0]}-{vids[-1]}")
             r.add_row(s, name, _fmt(x["frames"]), _dist(x["frames_per_clip"]), ",".join(x["dims"]) or "-",

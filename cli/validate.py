@@ -52,7 +52,9 @@ def print_summary(path: Path, report: Any) -> None:
 
     errors, warnings = len(report.errors), len(report.warnings)
     verdict = ("[bold green]valid[/]" if report.ok else "[bold red]INVALID[/]")
-    console.print(f"{escape(str(path))}: {report.layout} — {verdict} "
+    from sldata.io import text_name
+
+    console.print(f"{escape(text_name(path))}: {report.layout} — {verdict} "
                   f"({errors} error(s), {warnings} warning(s))", highlight=False, soft_wrap=True)
     if report.findings:
         groups: dict[str, list[Any]] = {}

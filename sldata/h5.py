@@ -116,6 +116,15 @@ def h5_os_error(exc: BaseException) -> BaseException:
     return OSError(code, os.strerror(code), name.group(1) if name else None)
 
 
+def open_failure(exc: BaseException) -> str:
+    """Why an HDF5 file could not be opened, in a few words ("permission denied", or h5py's first line)."""
+    err = h5_os_error(exc)
+    if isinstance(err, OSError) and err.errno:
+        return os.strerror(err.errno).lower()
+    text = str(exc).strip().splitlines()
+    return f"not a readable HDF5 file ({text[0] if text else type(exc).__name__})"
+
+
 def _portable(exc: BaseException) -> tuple[str, Any]:
     """An exception in a form that survives pickling (custom __init__s often do not)."""
     import pickle

@@ -236,7 +236,17 @@ def _open_h5(path: Path):
     try:
         return h5py.File(path, "r")
     except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot open as HDF5 ({exc})") from None
+        raise _open_error(path, exc) from None
+
+
+def _open_error(path: Path, exc: BaseException) -> Exception:
+    """An environment error (permission, I/O) as the OSError it is (exit 2, one line), else a UserError."""
+    from .h5 import h5_os_error, open_failure
+
+    err = h5_os_error(exc)
+    if isinstance(err, OSError) and err.errno:
+        return OSError(err.errno, err.strerror, str(path))
+    return UserError(f"{text_name(path)}: cannot open: {open_failure(exc)}")
 
 
 class _Source:
@@ -270,7 +280,7 @@ class _Source:
         try:
             return self._pool.get(path)
         except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot open as HDF5 ({exc})") from None
+            raise _open_error(path, exc) from None
 
     def group(self, video: str):
         return self.file(self.where[video])[video]

@@ -153,6 +153,8 @@ def feature_stats(root: Path, *, deep: bool = False, split: str | None = None,
             facts = _merge_facts(run_tasks(scan_file, tasks, nworkers, on_done=progress.advance))
             progress.finish()
             problems.extend(f"{Path(f.path).relative_to(root)}: {f.error}" for f in facts.values() if f.error)
+            problems.extend(f"{Path(f.path).relative_to(root)} video {v!r}" + (f" clip {c!r}" if c is not None else "")
+                            + f": {why}" for f in facts.values() for v, c, why in f.unreadable)
             reps: dict[str, Any] = {}
             for rep in ds.reps:
                 reps[rep] = _rep_stats(view, rep_files[rep], facts, deep)
@@ -181,6 +183,8 @@ class FileFacts:
     error: str | None = None
     clips: dict[str, dict[str, tuple[tuple[int, ...], str]]] = field(default_factory=dict)
     values: "ValueAcc | None" = None
+    #: (video, clip or None, why): what could not be read (a per-item failure, never "missing")
+    unreadable: list[tuple[str, "str | None", str]] = field(default_factory=list)
 
 
 def _dtype(did: Any) -> str:
@@ -218,7 +222,9 @@ def scan_file(path: str, part: int = 0, nparts: int = 1, deep: bool = False) -> 
     try:
         fid = h5f.open(enc(path), h5f.ACC_RDONLY)
     except Exception as exc:
-        res.error = f"cannot open as HDF5 ({exc})"
+        from .h5 import open_failure
+
+        res.error = f"cannot open: {open_failure(exc)}"
         return res
     try:
         root = h5g.open(fid, b"/")
@@ -230,26 +236,42 @@ def scan_file(path: str, part: int = 0, nparts: int = 1, deep: bool = False) -> 
                 gid = h5o.open(root, enc(video))
                 if not isinstance(gid, h5g.GroupID):
                     continue
-                clips = res.clips.setdefault(video, {})
-                arrays: list[np.ndarray] = []
-                for clip in dec(gid):
+                names = dec(gid)
+            except Exception as exc:
+                res.unreadable.append((video, None, f"cannot open group: {_first(exc)}"))
+                continue
+            clips = res.clips.setdefault(video, {})
+            arrays: list[np.ndarray] = []
+            for clip in names:
+                try:
                     did = h5o.open(gid, enc(clip))
                     if not isinstance(did, h5d.DatasetID):
                         continue
                     shape, dtype = tuple(did.shape), _dtype(did)
-                    clips[clip] = (shape, dtype)
-                    if res.values is not None:
+                except Exception as exc:
+                    res.unreadable.append((video, clip, f"cannot open dataset: {_first(exc)}"))
+                    continue
+                clips[clip] = (shape, dtype)
+                if res.values is not None:
+                    try:
                         arrays.append(_read(did, shape, dtype))
-                if arrays:  # one batch per video: a dozen small clips cost one set of numpy calls
-                    same = all(a.ndim == 2 and a.shape[1] == arrays[0].shape[1] and a.dtype == arrays[0].dtype
-                               for a in arrays)
-                    for a in ([np.concatenate(arrays)] if same and len(arrays) > 1 else arrays):
-                        res.values.add(a)
-            except Exception:  # unreadable parts are validate's to report; stats counts what it can read
-                continue
+                    except Exception as exc:  # a garbled compressed chunk: this clip's failure, not "missing"
+                        res.unreadable.append((video, clip, f"cannot read data: {_first(exc)}"))
+            if arrays:  # one batch per video: a dozen small clips cost one set of numpy calls
+                same = all(a.ndim == 2 and a.shape[1] == arrays[0].shape[1] and a.dtype == arrays[0].dtype
+                           for a in arrays)
+                for a in ([np.concatenate(arrays)] if same and len(arrays) > 1 else arrays):
+                    res.values.add(a)
+    except Exception as exc:  # the root group itself
+        res.error = f"cannot list videos: {_first(exc)}"
     finally:
         fid.close()
     return res
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _merge_facts(results: Iterable[FileFacts]) -> dict[str, FileFacts]:
@@ -258,6 +280,7 @@ def _merge_facts(results: Iterable[FileFacts]) -> dict[str, FileFacts]:
         cur = out.setdefault(r.path, FileFacts(r.path, values=ValueAcc() if r.values is not None else None))
         cur.error = cur.error or r.error
         cur.clips.update(r.clips)
+        cur.unreadable.extend(r.unreadable)
         if r.values is not None and cur.values is not None:
             cur.values.merge(r.values)
     return out
@@ -266,11 +289,15 @@ def _merge_facts(results: Iterable[FileFacts]) -> dict[str, FileFacts]:
 def _rep_stats(view: Any, files: list[Path], facts: dict[str, FileFacts], deep: bool) -> dict[str, Any]:
     """Frames per clip in annotation order; dims and dtypes; files with their videos and bytes."""
     held: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {}
+    bad_videos: set[str] = set()
+    bad_clips: set[tuple[str, str]] = set()
     for p in files:
         f = facts.get(str(p))
         if f is not None:
             for video, clips in f.clips.items():
                 held.setdefault(video, {}).update(clips)
+            for video, clip, _ in f.unreadable:
+                (bad_videos.add(video) if clip is None else bad_clips.add((video, clip)))
     frames: list[float] = []
     dims: dict[int, int] = {}
     dtypes: dict[str, int] = {}
@@ -280,11 +307,11 @@ def _rep_stats(view: Any, files: list[Path], facts: dict[str, FileFacts], deep: 
             continue
         have = held.get(v)
         if have is None:
-            missing_videos += 1
+            missing_videos += v not in bad_videos
             continue
         for c in view.clips(v):
             if c not in have:
-                missing_clips += 1
+                missing_clips += (v, c) not in bad_clips
                 continue
             shape, dtype = have[c]
             frames.append(float(shape[0]) if shape else 0.0)
@@ -299,6 +326,8 @@ def _rep_stats(view: Any, files: list[Path], facts: dict[str, FileFacts], deep: 
         "dtypes": dtypes,
         "missing_videos": missing_videos,
         "missing_clips": missing_clips,
+        "unreadable_videos": len(bad_videos),
+        "unreadable_clips": len(bad_clips),
         "files": [_file_entry(view, p, facts.get(str(p))) for p in files],
         "_frames": frames,
     }

@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..h5 import open_failure
+
 #: Below this many bytes of input the pool's start-up costs more than it saves.
 POOL_MIN_BYTES = 64 * 2**20
 #: Deep reads of bigger datasets go in row blocks of about this size (constant memory).
@@ -122,7 +124,7 @@ def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = Fa
     try:
         fid, root = _open(path)
     except Exception as exc:
-        res.error = f"cannot open as HDF5 ({exc})"
+        res.error = f"cannot open: {open_failure(exc)}"
         return res
     batch = _DeepBatch(res)
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
@@ -287,7 +289,7 @@ def scan_pose_file(path: str, part: int = 0, nparts: int = 1, deep: bool = False
     try:
         fid, root = _open(path)
     except Exception as exc:
-        res.error = f"cannot open as HDF5 ({exc})"
+        res.error = f"cannot open: {open_failure(exc)}"
         return res
     try:
         if part == 0:
