@@ -136,7 +136,9 @@ def upgrade_annotation_file(src: str | Path, out: str | Path | None = None,
     if src.is_dir():  # before naming the default output: `.` has no name to derive one from
         raise UserError(f"{text_name(src)}: is a directory, expected a JSON file")
     out = Path(out) if out is not None else default_upgrade_output(src)
-    check_output(out, inputs=[src], kind="file", overwrite=overwrite)  # before reading a corpus-sized file
+    check_output(out, inputs=[src], kind="file", overwrite=True)  # before reading a corpus-sized file
+    if os.path.lexists(out) and not overwrite:
+        raise UserError(f"{text_name(out)} already exists (use --overwrite to replace it)")
     new, report = upgrade_annotation(read_annotation(src), where=text_name(src))
     write_bytes_atomic(out, annotation_bytes(new), inputs=[src], overwrite=overwrite)
     report.input, report.output = str(src), str(out)
