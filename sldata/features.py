@@ -73,17 +73,25 @@ def detect_layout(root: str | Path) -> Layout | None:
             v1_files[(m.group(1), m.group(2))] = root / n
     shards: dict[tuple[str, str], dict[int, Path]] = {}
     metadata: dict[tuple[str, str], Path] = {}
+    unlisted: list[OSError] = []
     for n in names:
         sub = root / n
         if not sub.is_dir() or not re.fullmatch(NAME, n):
             continue
-        for p in sorted(sub.iterdir()):
+        try:
+            entries = sorted(sub.iterdir())
+        except PermissionError as exc:  # fatal only if this is a feature dataset (a rep dir); see below
+            unlisted.append(exc)
+            continue
+        for p in entries:
             if TMP_MARK in p.name:
                 continue
             if (m := SHARD_RE.match(p.name)) and m.group(1) == n:
                 shards.setdefault((n, m.group(2)), {})[int(m.group(3))] = p
             elif (m := METADATA_RE.match(p.name)) and m.group(1) == n:
                 metadata[(n, m.group(2))] = p
+    if unlisted and (shards or metadata or splits):
+        raise unlisted[0]  # a rep directory that cannot be listed: the layout cannot be known (exit 2)
     if shards or metadata:
         reps = sorted({r for r, _ in shards} | {r for r, _ in metadata})
         for key in shards:

@@ -278,6 +278,32 @@ def test_permission_denied_inputs(world: Path) -> None:
     assert tree_hash(world / "v1") == before
 
 
+def test_permission_denied_in_a_pkl_dir(world: Path) -> None:
+    import pickle
+
+    pose = {"keypoints": np.zeros((3, 75, 3), np.float32), "confidences": np.ones((3, 75), np.float32)}
+    (world / "pk" / "sub").mkdir(parents=True)
+    for name in ("a.pkl", "b.pkl", "sub/c.pkl"):
+        with open(world / "pk" / name, "wb") as fh:
+            pickle.dump(pose, fh)
+    subprocess.run(["chmod", "-R", "a+rX", str(world / "pk")], check=True)
+    before = tree_hash(world / "pk")
+    for locked, want in ((world / "pk" / "a.pkl", ("pk/a.pkl", "cannot read: permission denied")),
+                         (world / "pk" / "sub", ("pk/sub", "cannot list this directory (permission denied): "
+                                                 "its pkls are not checked"))):
+        mode = locked.stat().st_mode
+        locked.chmod(0)
+        try:
+            proc = _as_nobody("validate", "pk", "--json", cwd=world)  # the file's failure; the rest is checked
+            assert proc.returncode == 1 and not proc.stderr.strip(), proc.stderr
+            report = json.loads(proc.stdout)
+            assert [(e["code"], e["file"], e["message"]) for e in report["errors"]] == [("pkl-unreadable", *want)]
+            assert report["stats"]["videos"] == (3 if locked.name == "a.pkl" else 2)
+        finally:
+            locked.chmod(mode)
+    assert tree_hash(world / "pk") == before
+
+
 # --- disk full ----------------------------------------------------------------------------
 
 def test_disk_full_mock_and_shard(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -119,10 +121,20 @@ def _pose_shape_problems(kp: tuple | None, vis: tuple | None, expect_n: int | No
 
 # --- pkl directories ---------------------------------------------------------------------
 
-def pkl_files(root: Path) -> list[Path]:
+def pkl_files(root: Path, unreadable: list[tuple[Path, OSError]] | None = None) -> list[Path]:
+    """Every pkl under `root`; directories that cannot be listed go to `unreadable` (never skipped silently)."""
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*.pkl") if TMP_MARK not in p.name and p.is_file())
+    found = []
+
+    def failed(exc: OSError) -> None:
+        if unreadable is None:
+            raise exc
+        unreadable.append((Path(exc.filename) if exc.filename else root, exc))
+
+    for dirpath, _, names in os.walk(root, onerror=failed):
+        found.extend(Path(dirpath) / n for n in names if n.endswith(".pkl") and TMP_MARK not in n)
+    return sorted(p for p in found if p.is_file())
 
 
 def _key(root: Path, p: Path) -> str:
@@ -145,6 +157,9 @@ def scan_pkls(root: str, paths: list[str], deep: bool) -> list[tuple[str, str, A
             continue
         except UserError as exc:
             out.append((p, key, None, [("pkl-unreadable", str(exc).split(": ", 1)[-1])]))
+            continue
+        except OSError as exc:  # permission, I/O: this file's failure, the others are still checked
+            out.append((p, key, None, [("pkl-unreadable", f"cannot read: {exc.strerror or exc}".lower())]))
             continue
         if not isinstance(data, dict) or "keypoints" not in data or "confidences" not in data:
             got = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
@@ -191,7 +206,11 @@ def validate_pkl_dir(root: str | Path, deep: bool = False, workers: int | None =
     progress = progress or NullProgress()
     root = Path(root)
     report = Report("pkl-dir")
-    files = pkl_files(root)
+    unreadable: list[tuple[Path, OSError]] = []
+    files = pkl_files(root, unreadable)
+    for d, exc in unreadable:
+        report.add(finding("pkl-unreadable", f"cannot list this directory ({(exc.strerror or str(exc)).lower()}): "
+                           "its pkls are not checked", d))
     total = sum(p.stat().st_size for p in files)
     nworkers = workers or default_workers()
     if nworkers <= 1 or total < POOL_MIN_BYTES or len(files) < 2:
