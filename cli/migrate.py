@@ -71,7 +71,6 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
         """Turn a v1 (or v2) feature dataset into v2 shards of SIZE videos, verified before it appears."""
-        from sldata.errors import DataError
         from sldata.io import DuplicateKeyError
         from sldata.migrate import VerificationError, iter_problem_lines, shard
 
@@ -79,9 +78,9 @@ def register(app: typer.Typer) -> None:
             result = shard(src, dst, size, reps=split_csv(reps), splits=split_csv(splits),
                            compression=compression, overwrite=overwrite, strict=strict, dry_run=dry_run,
                            progress=RichProgress(quiet or json_out))
-        except (VerificationError, DuplicateKeyError, DataError) as exc:
-            # the source holds invalid data (a repeated key, a garbled chunk) or the copy does not match it:
-            # exit 1 (SPEC §4), nothing written
+        except (VerificationError, DuplicateKeyError) as exc:
+            # the source holds a repeated JSON key, or the copy does not match it: exit 1, nothing written
+            # (a garbled compressed chunk is an unreadable input: exit 2 through user_errors)
             raise fail(escape(str(exc)), 1) from None
         plan = result.plan
         failed = strict and bool(plan.problems)

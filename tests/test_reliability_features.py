@@ -313,8 +313,9 @@ def test_disk_full_mock_and_shard(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "full") as full:
         one_line_error(run_cli("sldata", "mock", full / "mock_data"), 2, "no space left on device")
         assert os.listdir(full) == []
-        for comp in ("keep", "none", "gzip", "lzf"):  # gzip used to end in a segfault
-            proc = run_cli("sldata", "shard", src, full / "dst", "--size", "2", "--compression", comp)
+        for comp, size in (("keep", "2"), ("keep", "1000"), ("none", "2"), ("gzip", "2"), ("lzf", "2")):
+            # keep/2 copies HDF5 objects, keep/1000 whole files; gzip used to end in a segfault
+            proc = run_cli("sldata", "shard", src, full / "dst", "--size", size, "--compression", comp)
             one_line_error(proc, 2, "no space left on device", ".h5")
             assert proc.returncode != -signal.SIGSEGV
             assert os.listdir(full) == [], comp
@@ -378,9 +379,9 @@ def test_garbled_chunk_shard_and_stats(small_v1: Path, tmp_path: Path) -> None:
     video, clip = garble_clip(h5)
     before = tree_hash(small_v1)
     where = f"dino.train.h5 video {video!r} clip {clip!r}: cannot read"
-    for comp in ("none", "gzip"):  # these decompress: the clip cannot be read, exit 1, nothing written
+    for comp in ("none", "gzip"):  # these decompress: the clip cannot be read, exit 2, nothing written
         proc = run_cli("sldata", "shard", small_v1, tmp_path / "dst", "--size", "1", "--compression", comp)
-        one_line_error(proc, 1, where)
+        one_line_error(proc, 2, where)
         assert not (tmp_path / "dst").exists() and not leftovers(tmp_path)
     # keep: raw chunks are copied as they are (bit-exact, no decompression), garbled bytes included
     proc = run_cli("sldata", "shard", small_v1, tmp_path / "dst", "--size", "1")
