@@ -293,8 +293,13 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, **rule: Any) -> None:
     """Write a whole file atomically (see `atomic_path` for `rule`)."""
     with atomic_path(path, kind="file", **rule) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:  # a failed write or close (disk full) names no file: name the output
+            if exc.filename is None and exc.errno:
+                raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
+            raise
 
 
 # --- one writer at a time ---------------------------------------------------------------

@@ -589,8 +589,13 @@ def _shard_locked(src: str | Path, dst: Path, size: int, *, reps: list[str] | No
 
 def _copy_and_sync(src: Path, dst: Path) -> None:
     """Copy a file and flush it, in the copy thread: its write-back overlaps the next copy."""
-    shutil.copyfile(src, dst)
-    fsync_path(dst)
+    try:
+        shutil.copyfile(src, dst)
+        fsync_path(dst)
+    except OSError as exc:
+        if exc.filename is None and exc.errno:  # the kernel copy's errors (disk full) name no file
+            raise OSError(exc.errno, exc.strerror, str(dst)) from None
+        raise
 
 
 def _whole_files(source: _Source, item: RepPlan, plan: ShardPlan) -> list[Path] | None:
