@@ -49,7 +49,10 @@ def test_smoke_config_validates() -> None:
     cfg = load_config(SMOKE)
     assert cfg.recipe == "sign_llava" and cfg.model.llm == "tiny-random"
     gpu = load_config(ROOT / "configs" / "sign_llava_llama3_8b_gpu.yaml")
-    assert gpu.data.reps == ["dino", "mae", "pose", "sign2vec"] and gpu.model.dtype == "bfloat16"
+    assert gpu.data.reps == ["mae", "sign2vec", "dino", "pose"] and gpu.model.dtype == "bfloat16"
+    # upstream Sign_LLaVA's pretraining values (signllava/configs/pretrain.yaml @0a32174)
+    assert (gpu.optim.lr, gpu.optim.weight_decay, gpu.optim.label_smoothing) == (2e-3, 0.1, 0.1)
+    assert gpu.data.layout == "chat" and gpu.data.context_clips == 0 and gpu.data.context_prelude == 0
 
 
 def test_checkpoints_hold_trainable_parts_only_and_resume_matches(tmp_path: Path) -> None:
