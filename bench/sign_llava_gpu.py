@@ -263,7 +263,8 @@ def main() -> None:
         data = make_data(Path(tmp), args.videos, args.clips, (lo, hi))
         from schemas.config_sign_llava import UPSTREAM_CONTEXT_INSTRUCTION, UPSTREAM_SYSTEM_PROMPT
 
-        texts = FeatureClips(data, "train", REPS).texts() + [PROMPT, UPSTREAM_SYSTEM_PROMPT, UPSTREAM_CONTEXT_INSTRUCTION]
+        texts = FeatureClips(data, "train", REPS).texts()
+        texts += [PROMPT, UPSTREAM_SYSTEM_PROMPT, UPSTREAM_CONTEXT_INSTRUCTION]
         tokenizer = train_tokenizer(texts, 512)
         if not args.skip_loader:
             bench_loader(data, tokenizer, args)

@@ -203,10 +203,16 @@ def _parse_sample(text: str) -> dict:
             "layout": m[6], "spans": [(r, int(n)) for r, n in spans], "supervised_text": sup, "body": body}
 
 
-def test_llama3_directory_trains_on_upstream_layout_writes_sample_and_loadable_export(env) -> None:
-    root, data, lm, tok = env
+@pytest.fixture(scope="module")
+def chat_run(env):
+    root, data, lm, _ = env
     out = root / "run"
-    result = train(build_config(_raw(data, out, str(lm))))
+    return out, train(build_config(_raw(data, out, str(lm))))
+
+
+def test_llama3_directory_trains_on_upstream_layout_writes_sample_and_loadable_export(env, chat_run) -> None:
+    root, data, lm, tok = env
+    out, result = chat_run
     assert result.steps == 2 and result.data["layout"] == "chat"
 
     s = _parse_sample((out / "sample.txt").read_text(encoding="utf-8"))
@@ -292,3 +298,20 @@ def test_label_smoothing_applies_to_training_loss_only(env) -> None:
     labels = batch["labels"][0, 1:]
     want = nn.functional.cross_entropy(logits[labels != IGNORE], labels[labels != IGNORE], label_smoothing=0.1)
     assert torch.allclose(smoothed, want, atol=1e-5) and not torch.allclose(smoothed, plain)
+
+
+def test_evaluate_refuses_a_checkpoint_of_the_other_layout_and_builders_pickle(env, chat_run) -> None:
+    import pickle
+
+    from sldata.errors import UserError
+    from sltrain.recipes import build_recipe
+
+    root, data, lm, tok = env
+    out, _ = chat_run
+    recipe = build_recipe(build_config(_raw(data, out, str(lm), layout="compact")))
+    with pytest.raises(UserError, match="trained on the chat layout"):
+        recipe.run_evaluation(out / "checkpoints" / "step_00000002.pt", "dev", root / "eval")
+    builder = ChatSequenceBuilder(tok, ["pose", "dino"], 1024, UPSTREAM_SYSTEM_PROMPT, UPSTREAM_INSTRUCTION,
+                                  UPSTREAM_CONTEXT_INSTRUCTION)
+    clone = pickle.loads(pickle.dumps(builder))  # DataLoader workers get a copy
+    assert torch.equal(clone([SAMPLE])["input_ids"], builder([SAMPLE])["input_ids"])

@@ -141,10 +141,13 @@ class SignLlavaRecipe(Recipe):
         if need > self.data.max_length:
             raise UserError(f"data.max_length={self.data.max_length} cannot hold the prompt ({self._layout} layout) "
                             f"and one frame per rep: {need} tokens")
+        from jinja2 import TemplateError
+
         try:
-            gen.stop_token_ids()  # renders an assistant turn: a template that cannot is refused here
-        except ValueError as exc:
-            raise UserError(f"model.llm: {self.mcfg.llm}: {exc}") from None
+            gen.stop_token_ids()  # renders system, user and assistant turns: a template that cannot is refused here
+        except (ValueError, TemplateError) as exc:
+            raise UserError(f"model.llm: {self.mcfg.llm}: chat layout: {exc} (data.system_prompt: '' drops the "
+                            "system turn; data.layout: compact avoids the template)") from None
         smoothing = getattr(self.cfg.optim, "label_smoothing", 0.0)
         return SignLlava(llm_mod.freeze(lm), dims, self.mcfg.projector, self.mcfg.gradient_checkpointing,
                          label_smoothing=smoothing)
