@@ -33,6 +33,7 @@ CODES: dict[str, Severity] = {
     "labels-unlabeled": "warning",
     "labels-unseen-class": "warning",
     "json-duplicate-key": "error",
+    "clip-ids-gap": "warning",
     # additions
     "clip-key-nonnumeric": "warning",
     "pkl-unsafe": "error",
