@@ -242,6 +242,18 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike]
         raise UserError(f"{text_name(path)} already exists")
 
 
+def make_parent(path: Path) -> None:
+    """Create the directory an output goes in; a regular file in its place is ENOTDIR, named.
+
+    `mkdir(exist_ok=True)` reports that case as FileExistsError ("already exists"),
+    which reads as if the output existed.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(path.parent)) from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
                 inputs: Iterable[str | os.PathLike] = (), kind: str | None = None,
@@ -257,7 +269,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
     path = Path(path)
     inputs = list(inputs)
     check_output(path, inputs=inputs, kind=kind, overwrite=overwrite, owned=owned)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     remove_stale_temporaries(path)
     tmp = tmp_name(path)
     _LIVE.add(str(tmp))
@@ -332,7 +344,7 @@ def output_lock(path: str | os.PathLike, what: str = "output") -> Iterator[None]
     """
     path = Path(path)
     lock = lock_path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(lock)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:

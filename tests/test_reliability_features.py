@@ -359,6 +359,10 @@ def test_output_below_a_file_and_long_names(small_v1: Path, tmp_path: Path) -> N
                  ("stats", small_v1, "--plots", afile / "sub" / "plots")):
         line = one_line_error(run_cli("sldata", *args), 2, "afile")
         assert "not a directory" in line or "a file" in line, line
+    for args in (("mock", afile / "out"),  # directly below the file: not "already exists"
+                 ("shard", small_v1, afile / "dst", "--size", "1"),
+                 ("upgrade-annotations", small_v1 / "annotation.train.json", "-o", afile / "x.json")):
+        one_line_error(run_cli("sldata", *args), 2, "afile: a part of this path is a file, not a directory")
     assert afile.read_text() == "user data"
     one_line_error(run_cli("sldata", "stats", small_v1, "--plots", afile), 2, "afile", "not a directory")
     # names that fit in 255 bytes, but not with a temporary suffix
