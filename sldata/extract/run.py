@@ -320,6 +320,7 @@ def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
     finally:
         progress.finish()
     report.seconds = time.perf_counter() - t0
+    _remove_stale_tmp(out, {v.stem for v in mine})  # what workers that died mid-video left
     report.failed.sort(key=lambda f: f["video"])
     report.pkls = sorted(done)
 
