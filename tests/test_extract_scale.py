@@ -193,7 +193,7 @@ def kill_worker_of(out: Path, stem: str, avoid: set[int], deadline: float) -> in
 def test_local_worker_killed_mid_video_is_retried_then_recorded(tmp_path: Path) -> None:
     videos, out = tmp_path / "videos", tmp_path / "poses"
     for i in range(4):
-        tiny(videos / f"v{i}.mp4", frames=24, size=160, start=i)
+        tiny(videos / f"v{i}.mp4", frames=12, size=160, start=i)
     proc = subprocess.Popen([str(BIN / "sldata"), "extract-pose", str(videos), "-o", str(out), "--workers", "2",
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -226,7 +226,7 @@ def _alive(pid: int) -> bool:
 def test_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> None:
     videos, out = tmp_path / "videos", tmp_path / "poses"
     for i in range(4):
-        tiny(videos / f"v{i}.mp4", frames=40, size=160, start=i)
+        tiny(videos / f"v{i}.mp4", frames=200, size=160, start=i)  # busy far longer than the 5 s allowed
     proc = subprocess.Popen([str(BIN / "sldata"), "extract-pose", str(videos), "-o", str(out), "--workers", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -246,9 +246,6 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> None:
         assert not any(_alive(p) for p in workers), "workers outlived the killed main process"
     finally:
         proc.kill()
-    rerun = run_cli("sldata", "extract-pose", videos, "-o", out, "--workers", "2", "--json")
-    assert rerun.returncode == 0 and json.loads(rerun.stdout)["failed"] == []
-    assert sorted(p.name for p in out.iterdir()) == ["failures.jsonl"] + [f"v{i}.pkl" for i in range(4)]
 
 
 def test_non_utf8_file_names_extract_and_report(tmp_path: Path) -> None:
