@@ -279,8 +279,12 @@ class RayExecutor:
         if not jobs:
             return iter(())
         if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-                     log_to_driver=False, logging_level="WARNING")
+            address = os.environ.get("RAY_ADDRESS") or None
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
+                raise UserError(f"--executor ray: cannot start or reach {where}: {exc}") from None
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if cpus < 1:
             raise UserError("the Ray cluster has no CPUs to run workers on")
