@@ -193,7 +193,7 @@ def kill_worker_of(out: Path, stem: str, avoid: set[int], deadline: float) -> in
 def test_local_worker_killed_mid_video_is_retried_then_recorded(tmp_path: Path) -> None:
     videos, out = tmp_path / "videos", tmp_path / "poses"
     for i in range(4):
-        tiny(videos / f"v{i}.mp4", frames=12, size=160, start=i)
+        tiny(videos / f"v{i}.mp4", frames=12, size=128, start=i)
     proc = subprocess.Popen([str(BIN / "sldata"), "extract-pose", str(videos), "-o", str(out), "--workers", "2",
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -255,20 +255,21 @@ def test_non_utf8_file_names_extract_and_report(tmp_path: Path) -> None:
     tiny(videos / "plain.mp4", frames=3)
     Path(os.fsdecode(os.path.join(os.fsencode(videos), b"bad\xff.mkv"))).write_bytes(b"garbage" * 100)
     out = tmp_path / "poses"
-    proc = run_cli("sldata", "extract-pose", videos, "-o", out, "--workers", "2", "--json")
+    proc = run_cli("sldata", "extract-pose", videos, "-o", out, "--workers", "2")
     assert_no_traceback(proc)
     assert proc.returncode == 1, proc.stderr
-    rep = json.loads(proc.stdout)
-    assert rep["extracted"] == 2 and [f["video"] for f in rep["failed"]] == ["bad\\xff.mkv"]
-    assert rep["failed"][0]["reason"].startswith("cannot open")
+    assert "2 extracted" in proc.stdout and "failed bad\\xff.mkv: cannot open" in proc.stderr  # printable
+    assert json.loads((out / "failures.jsonl").read_text())["video"] == "bad\\xff.mkv"
     names = sorted(os.listdir(os.fsencode(out)))
-    assert names == [b"caf\xe9.pkl", b"failures.jsonl", b"plain.pkl"]
-    got = load_pkl(os.fsdecode(os.path.join(os.fsencode(out), b"caf\xe9.pkl")))
+    assert names == [b"caf\xe9.pkl", b"failures.jsonl", b"plain.pkl"]  # the pkl keeps the name's bytes
+    cafe = Path(os.fsdecode(os.path.join(os.fsencode(out), b"caf\xe9.pkl")))
+    got = load_pkl(cafe)
     assert got.keypoints.shape == (3, 75, 3) and got.extra["meta"]["source"] == "caf\\xe9.mp4"
-    assert same_pose(Path(os.fsdecode(os.path.join(os.fsencode(out), b"caf\xe9.pkl"))), out / "plain.pkl")
-    text = run_cli("sldata", "extract-pose", videos, "-o", out)  # the summary prints the name, escaped
-    assert_no_traceback(text)
-    assert text.returncode == 1 and "bad\\xff.mkv" in text.stderr
+    assert same_pose(cafe, out / "plain.pkl")  # the same frames as plain.mp4
+    proc = run_cli("sldata", "extract-pose", videos, "-o", out, "--json")  # rerun: resumes; JSON is valid UTF-8
+    assert_no_traceback(proc)
+    rep = json.loads(proc.stdout)
+    assert rep["skipped"] == 2 and rep["failed"] == [{"video": "bad\\xff.mkv", "reason": rep["failed"][0]["reason"]}]
     proc = run_cli("sldata", "validate", out, "--videos", videos, "--json")
     assert_no_traceback(proc)
     assert [e["video"] for e in json.loads(proc.stdout)["errors"]] == ["bad\\xff.mkv"]

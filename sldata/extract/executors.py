@@ -150,9 +150,9 @@ class LocalExecutor:
     """Worker processes on this machine (one per `workers`), or this process with `in_process`.
 
     Workers are forked where the platform allows it and the parent holds no
-    MediaPipe state and no threads, which spares each worker re-importing the CLI;
-    otherwise, and for every replacement of a dead worker (the progress bar's
-    thread is running by then), they are spawned. `imap_unordered` starts the
+    MediaPipe state and no threads (checked again for each replacement of a dead
+    worker: a progress bar's thread may be running by then), which spares each
+    worker re-importing the CLI; otherwise they are spawned. `imap_unordered` starts the
     workers and hands each its first job before it returns, so the fork happens
     before the caller starts any thread.
     """
@@ -174,15 +174,16 @@ class LocalExecutor:
             return self._inline(fn, jobs)
         import multiprocessing as mp
 
-        fork_ok = "fork" in mp.get_all_start_methods() and "mediapipe" not in sys.modules \
-            and threading.active_count() == 1
-        spawn = mp.get_context("spawn")
-        first = mp.get_context("fork") if fork_ok else spawn
+        def fresh() -> _Slot:  # decided each time: a progress bar's thread may have started meanwhile
+            fork_ok = "fork" in mp.get_all_start_methods() and "mediapipe" not in sys.modules \
+                and threading.active_count() == 1
+            return _Slot(mp.get_context("fork" if fork_ok else "spawn"), fn, self.initializer, self.initargs)
+
         tasks: Deque[_Task] = collections.deque(_Task(i, job) for i, job in enumerate(jobs))
-        slots = [_Slot(first, fn, self.initializer, self.initargs) for _ in range(min(self.workers, len(jobs)))]
+        slots = [fresh() for _ in range(min(self.workers, len(jobs)))]
         for slot in slots:
             slot.send(tasks.popleft())
-        return self._collect(slots, tasks, lambda: _Slot(spawn, fn, self.initializer, self.initargs))
+        return self._collect(slots, tasks, fresh)
 
     def _inline(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Pair]:
         self.initializer(*self.initargs)
