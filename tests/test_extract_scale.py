@@ -168,12 +168,13 @@ def test_list_freezes_the_input(tmp_path: Path) -> None:
 
 def _spool_pids(out: Path, stem: str) -> set[int]:
     """pids of the workers writing `stem` now: the spool's temporary name carries the writer's pid."""
+    import re
+
     pids = set()
-    for p in out.glob(f"{stem}.pkl{TMP_MARK}*.keypoints"):
-        try:
-            pids.add(int(p.name.split(TMP_MARK, 1)[1].split("-", 1)[0]))
-        except ValueError:
-            pass
+    for p in out.glob(f"{stem}.keypoints{TMP_MARK}*"):
+        m = re.search(r"(\d+)-[0-9a-f]{8}$", p.name)
+        if m:
+            pids.add(int(m.group(1)))
     return pids
 
 

@@ -14,15 +14,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
-from ..io import TMP_MARK
+from ..io import TMP_MARK, text_name
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-
-
-def text_name(s: str) -> str:
-    """A file name as printable UTF-8: undecodable bytes (surrogate escapes) become `\\xNN`."""
-    # TODO(main): use sldata.io.text_name once merged
-    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def relative_name(video: Path, root: Path) -> str:

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import UserError
-from ..io import TMP_MARK, dumps_json, write_bytes_atomic
+from ..io import TMP_MARK, dumps_json, text_name, tmp_name, write_bytes_atomic
 from ..pose import keypoint_set
 from ..progress import NullProgress, Progress
 from .executors import WorkerLost
 from .holistic import HolisticModel, HolisticOptions, check_model_available, frame_arrays, mediapipe_version
 from .inputs import (VIDEO_EXTS, check_shard_args, check_stems, discover_videos, read_video_list,
-                     relative_name, shard_videos, text_name)
-from .spool import FrameSpool, write_spooled_pkl
+                     relative_name, shard_videos)
+from .spool import FrameSpool, spool_names, write_spooled_pkl
 #: Containers whose frame count comes from an index (exact); mkv/webm counts are
 #: estimated from the duration, so a small shortfall there is not an error.
 INDEXED_EXTS = (".mp4", ".mov", ".avi")
@@ -126,11 +126,25 @@ def is_complete(pkl: Path, options_hash: str) -> bool:
 _TAIL = 64 * 1024  # far more than a pickled `meta` needs
 
 
-def _remove_stale_tmp(out_dir: Path, stems: set[str]) -> None:
-    """Temporaries a killed run left for *our* videos (other shards may be writing theirs)."""
-    for p in out_dir.glob(f"*.pkl{TMP_MARK}*"):
-        if p.name.split(".pkl" + TMP_MARK, 1)[0] in stems:
-            p.unlink(missing_ok=True)
+def _remove_stale_tmp(out_dir: Path, pkls: list[Path]) -> None:
+    """Temporaries a killed run (or a worker lost in this one) left for *our* videos, in one scan.
+
+    Other job-array tasks may be writing theirs in the same folder right now; no
+    other run writes ours (tasks are disjoint), so ours are removed whatever their pid.
+    """
+    prefixes = set()
+    for pkl in pkls:
+        for target in (pkl, *spool_names(pkl)):
+            name = tmp_name(target).name
+            prefixes.add(name[: name.index(TMP_MARK) + len(TMP_MARK)])
+    try:
+        entries = list(os.scandir(out_dir))
+    except FileNotFoundError:
+        return
+    for e in entries:
+        cut = e.name.find(TMP_MARK)
+        if cut >= 0 and e.name[: cut + len(TMP_MARK)] in prefixes:
+            Path(e.path).unlink(missing_ok=True)
 
 
 # --- one video (runs in a worker) ---------------------------------------------------------
@@ -287,7 +301,7 @@ def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
     digest = options.hash()
     report = ExtractReport(text_name(str(root)), text_name(str(out)), options.as_dict(), digest, total=len(mine),
                            shard=(shard_index, num_shards) if num_shards > 1 else None)
-    _remove_stale_tmp(out, {v.stem for v in mine})
+    _remove_stale_tmp(out, [out / f"{v.stem}.pkl" for v in mine])
     jobs: list[Job] = []
     done: list[str] = []
     for v in mine:
@@ -320,7 +334,7 @@ def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
     finally:
         progress.finish()
     report.seconds = time.perf_counter() - t0
-    _remove_stale_tmp(out, {v.stem for v in mine})  # what workers that died mid-video left
+    _remove_stale_tmp(out, [out / f"{v.stem}.pkl" for v in mine])  # what workers that died mid-video left
     report.failed.sort(key=lambda f: f["video"])
     report.pkls = sorted(done)
 

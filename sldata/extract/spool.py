@@ -26,12 +26,25 @@ BLOCK_FRAMES = 256
 COPY_BYTES = 4 << 20
 
 
+def spool_names(pkl: Path) -> tuple[Path, Path]:
+    """The outputs whose temporaries the spool is: `STEM.keypoints`, `STEM.confidences` beside the pkl.
+
+    Not temporaries of the pkl itself: writing the pkl clears the pkl's stale
+    temporaries of this process, and the spool is still being read then.
+    """
+    return pkl.with_name(pkl.stem + ".keypoints"), pkl.with_name(pkl.stem + ".confidences")
+
+
+def spool_paths(pkl: Path) -> tuple[Path, Path]:
+    a, b = spool_names(pkl)
+    return tmp_name(a), tmp_name(b)
+
+
 class FrameSpool:
     """Append-only (F, N, 3) keypoints and (F, N) confidences, float32, on disk."""
 
     def __init__(self, pkl: str | Path, num_keypoints: int, block: int = BLOCK_FRAMES):
-        base = tmp_name(Path(pkl))
-        self.paths = (base.with_name(base.name + ".keypoints"), base.with_name(base.name + ".confidences"))
+        self.paths = spool_paths(Path(pkl))
         self.n = num_keypoints
         self.frames = 0
         self._kp = np.zeros((block, num_keypoints, 3), np.float32)
@@ -127,8 +140,6 @@ def write_spooled_pkl(path: str | Path, spool: FrameSpool, *, fps: float | None,
         "fps": fps, "width": width, "height": height,
     }
     data.update(extra)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, kind="file") as tmp:  # fsynced and renamed by atomic_path
         with open(tmp, "wb") as fh:
             _StreamingPickler(fh, protocol=4).dump(data)
-            fh.flush()
-            os.fsync(fh.fileno())
