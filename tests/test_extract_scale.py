@@ -200,8 +200,8 @@ def test_local_worker_killed_mid_video_is_retried_then_recorded(tmp_path: Path) 
     try:
         deadline = time.monotonic() + 120
         first = kill_worker_of(out, "v0", set(), deadline)   # v0 twice: recorded as failed
-        kill_worker_of(out, "v0", {first}, deadline)
         kill_worker_of(out, "v1", set(), deadline)           # v1 once: its retry succeeds
+        kill_worker_of(out, "v0", {first}, deadline)         # (both start at once, on the two workers)
         stdout, stderr = proc.communicate(timeout=180)
     finally:
         proc.kill()

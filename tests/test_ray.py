@@ -70,8 +70,8 @@ def test_killed_actor_is_retried_then_recorded(cluster: None, tmp_path: Path) ->
     try:
         deadline = time.monotonic() + 180
         first = kill_worker_of(out, "k0", set(), deadline)  # k0's actor twice: recorded as failed
-        kill_worker_of(out, "k0", {first}, deadline)
         kill_worker_of(out, "k1", set(), deadline)          # k1's once: its retry on a fresh actor succeeds
+        kill_worker_of(out, "k0", {first}, deadline)        # (both start at once, on the two actors)
     finally:
         run.join(timeout=240)
     rep = result["rep"]
