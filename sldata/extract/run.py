@@ -127,11 +127,15 @@ _TAIL = 64 * 1024  # far more than a pickled `meta` needs
 
 
 def _remove_stale_tmp(out_dir: Path, pkls: list[Path]) -> None:
-    """Temporaries a killed run (or a worker lost in this one) left for *our* videos, in one scan.
+    """Temporaries that dead runs (or workers lost in this one) left for *our* videos, in one scan.
 
-    Other job-array tasks may be writing theirs in the same folder right now; no
-    other run writes ours (tasks are disjoint), so ours are removed whatever their pid.
+    `sldata.io.remove_stale_temporaries` does this for one output per directory
+    scan; a corpus folder holds 10^5 pkls, so all of ours are matched in one pass,
+    by the same rule: a temporary of a live process (a twin task resubmitted while
+    the first still runs) is never touched; of another host, only once old.
     """
+    from ..io import _is_stale
+
     prefixes = set()
     for pkl in pkls:
         for target in (pkl, *spool_names(pkl)):
@@ -142,8 +146,8 @@ def _remove_stale_tmp(out_dir: Path, pkls: list[Path]) -> None:
     except FileNotFoundError:
         return
     for e in entries:
-        cut = e.name.find(TMP_MARK)
-        if cut >= 0 and e.name[: cut + len(TMP_MARK)] in prefixes:
+        cut = e.name.find(TMP_MARK) + len(TMP_MARK)
+        if cut >= len(TMP_MARK) and e.name[:cut] in prefixes and _is_stale(Path(e.path), e.name[cut:]):
             Path(e.path).unlink(missing_ok=True)
 
 
