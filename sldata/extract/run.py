@@ -1,9 +1,12 @@
-"""extract-pose: find videos, split the work, resume, run Holistic per video, record failures.
+"""extract-pose: resume, run Holistic per video, record failures.
 
 Every video becomes `OUT/<stem>.pkl` (SPEC §3), written atomically with a `meta`
 entry holding the options hash; a rerun skips pkls that are complete and were
-made with the same options, and redoes everything else. Videos that cannot be
-decoded are recorded in `OUT/failures.jsonl` and the run goes on.
+made with the same options, and redoes everything else. Which videos a run does
+(discovery, `--list`, the job-array split) is `inputs`; landmarks stream through
+`spool` so a long video costs no more memory than a short one. Videos that
+cannot be decoded, and videos whose worker died twice, are recorded in
+`OUT/failures*.jsonl` and the run goes on.
 """
 
 from __future__ import annotations
