@@ -254,14 +254,109 @@ def _plain(v: Any) -> Any:
     return v
 
 
+@dataclass
+class EncodedPose:
+    """One video as the writer stores it: compressed chunks made by a worker process.
+
+    Workers encode (`encode_sample`), the one writer stores the chunks as they are
+    (`PoseH5Writer.add_encoded`), so compression runs in parallel and the file is
+    byte-for-byte what `PoseH5Writer.add` would have written.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    keypoints: list[tuple[tuple[int, ...], int, bytes]]  # (chunk offset, filter mask, bytes) or raw below
+    visibility: list[tuple[tuple[int, ...], int, bytes]]
+    attrs: dict[str, Any]
+    raw: tuple[np.ndarray, np.ndarray] | None = None  # uncompressed files: plain arrays
+
+    @property
+    def nbytes(self) -> int:
+        if self.raw is not None:
+            return int(self.raw[0].nbytes + self.raw[1].nbytes)
+        return sum(len(c[2]) for c in self.keypoints) + sum(len(c[2]) for c in self.visibility)
+
+
+def _dataset_options(f: int, n: int, compression: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """create_dataset options of (keypoints, visibility): 64-frame chunks and lzf by default (SPEC §3)."""
+    if not (compression and f):
+        return {}, {}
+    c = min(f, CHUNK_FRAMES)
+    return ({"compression": compression, "chunks": (c, n, 3)}, {"compression": compression, "chunks": (c, n)})
+
+
+def _video_attrs(sample: PoseSample, source: str | None) -> dict[str, Any]:
+    attrs = {"fps": sample.fps, "width": sample.width, "height": sample.height,
+             "num_frames": sample.num_frames, "source": source}
+    return {k: (float(v) if k == "fps" else v) for k, v in attrs.items() if v is not None}
+
+
+def encode_sample(sample: PoseSample, *, dtype: str = "float32", compression: str | None = DEFAULT_COMPRESSION,
+                  source: str | None = None) -> EncodedPose:
+    """Compress one video's arrays exactly as the writer would, in this process.
+
+    The chunks are made by HDF5's own filter on an in-memory file (never written
+    to disk, closed before returning), so they are the bytes `add` would store.
+    """
+    import h5py
+
+    sample.check()
+    kp = sample.keypoints.astype(dtype, copy=False)
+    vis = sample.confidences.astype(dtype, copy=False)
+    f, n = kp.shape[:2]
+    attrs = _video_attrs(sample, source)
+    compression = None if compression in (None, "none") else compression
+    kopts, vopts = _dataset_options(f, n, compression)
+    if not kopts:
+        return EncodedPose(kp.shape, str(kp.dtype), [], [], attrs, raw=(np.ascontiguousarray(kp),
+                                                                         np.ascontiguousarray(vis)))
+    with h5py.File(f"sldata-encode-{os.getpid()}", "w", driver="core", backing_store=False) as mem:
+        k = mem.create_dataset("k", data=kp, **kopts)
+        v = mem.create_dataset("v", data=vis, **vopts)
+        return EncodedPose(kp.shape, str(kp.dtype), _chunks(k), _chunks(v), attrs)
+
+
+def _chunks(ds: Any) -> list[tuple[tuple[int, ...], int, bytes]]:
+    out = []
+    for i in range(ds.id.get_num_chunks()):
+        offset = ds.id.get_chunk_info(i).chunk_offset
+        mask, data = ds.id.read_direct_chunk(offset)
+        out.append((tuple(offset), int(mask), bytes(data)))
+    return out
+
+
+def h5_error_reason(exc: BaseException) -> str:
+    """A one-line reason from an h5py/OS error: the errno's text when HDF5 names one."""
+    import errno as _errno
+    import re
+
+    code = getattr(exc, "errno", None)
+    if not isinstance(code, int):
+        m = re.search(r"errno = (\d+)", str(exc))
+        code = int(m.group(1)) if m else None
+    if code and code in _errno.errorcode:
+        return os.strerror(code)
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class PoseH5Writer:
     """Writes a pose h5 under a temporary name; it appears at `path` only on `close()`.
 
     Use as a context manager: an exception discards the partial file.
+
+    A failed write (disk full, I/O error) must never reach HDF5's close path with
+    dirty state: when a dataset is closed with unwritten chunks after a failed
+    write, or the library closes a file whose flush failed at exit, HDF5 2.0 /
+    h5py 3.16 crash with signal 11. So every video is flushed before its dataset
+    objects are released, and the first failure "poisons" the writer: the file
+    descriptor HDF5 writes through is pointed at /dev/null, the temporary is
+    removed, and the close that follows completes harmlessly. The error comes out
+    as a UserError naming the output file (exit 2).
     """
 
     def __init__(self, path: str | Path, keypoint_set: str = "openhands75", dtype: str = "float32",
-                 compression: str | None = DEFAULT_COMPRESSION, root_attrs: dict[str, Any] | None = None):
+                 compression: str | None = DEFAULT_COMPRESSION, root_attrs: dict[str, Any] | None = None,
+                 *, inputs: tuple[str | Path, ...] = ()):
         import h5py
 
         from . import __version__
@@ -272,59 +367,165 @@ class PoseH5Writer:
         self.kset = globals()["keypoint_set"](keypoint_set)
         self.dtype = np.dtype(dtype)
         self.compression = None if compression in (None, "none") else compression
-        self._ctx = atomic_path(self.path)
+        self._ctx = _atomic(self.path, inputs)
         self._tmp = self._ctx.__enter__()
-        self._f = h5py.File(self._tmp, "w")
-        self._kp = self._f.create_group("keypoints")
-        self._vis = self._f.create_group("visibility")
-        attrs = {"format": POSE_FORMAT, "keypoint_set": self.kset.name, "sldata_version": __version__}
-        attrs.update({k: v for k, v in (root_attrs or {}).items() if v is not None})
-        for k, v in attrs.items():
-            self._f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        self._f = None
+        self._failed: BaseException | None = None
+        with self._guard():
+            self._f = h5py.File(self._tmp, "w")
+            self._kp = self._f.create_group("keypoints")
+            self._vis = self._f.create_group("visibility")
+            attrs = {"format": POSE_FORMAT, "keypoint_set": self.kset.name, "sldata_version": __version__}
+            attrs.update({k: v for k, v in (root_attrs or {}).items() if v is not None})
+            self._set_attrs(attrs)
         self.count = 0
+
+    # -- failure handling -----------------------------------------------------------
+
+    def _guard(self):
+        """Run HDF5 writes; the first failure poisons the file and becomes a UserError."""
+        import contextlib
+
+        writer = self
+
+        @contextlib.contextmanager
+        def guard():
+            if writer._failed is not None:
+                raise UserError(f"{writer.path}: cannot write after an earlier failure")
+            try:
+                yield
+            except UserError:
+                raise
+            except (OSError, RuntimeError, ValueError, KeyError) as exc:
+                writer._poison(exc)
+                raise UserError(f"{writer.path}: cannot write: {h5_error_reason(exc)}") from None
+        return guard()
+
+    def _poison(self, exc: BaseException) -> None:
+        self._failed = exc
+        if self._f is None:
+            return
+        try:
+            fd = self._f.id.get_vfd_handle()
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)  # HDF5 keeps writing through fd; from now on into /dev/null
+            finally:
+                os.close(null)
+        except Exception:  # no descriptor to redirect: close will report, not crash, in every case seen
+            pass
+
+    def _set_attrs(self, attrs: dict[str, Any]) -> None:
+        for k, v in attrs.items():
+            if v is not None:
+                self._f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+
+    # -- writing --------------------------------------------------------------------
 
     def __contains__(self, key: str) -> bool:
         return key in self._kp
 
     def update_attrs(self, attrs: dict[str, Any]) -> None:
         """Set root attributes known only once every video is in (e.g. provenance of a pack)."""
-        for k, v in attrs.items():
-            if v is not None:
-                self._f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        with self._guard():
+            self._set_attrs(attrs)
 
-    def add(self, key: str, sample: PoseSample, source: str | None = None) -> None:
+    def _check_key(self, key: str, n: int) -> None:
         if "/" in key or key in (".", ""):
             raise UserError(f"pose key {key!r} must be flat (no '/')")
         if key in self._kp:
             raise UserError(f"duplicate pose key {key!r}")
-        sample.check(key)
-        n = sample.keypoints.shape[1]
         if n != self.kset.num_keypoints:
             raise UserError(f"{key}: {n} keypoints, but this file holds {self.kset.name} "
                             f"({self.kset.num_keypoints})")
-        f = sample.num_frames
-        opts = {"compression": self.compression} if self.compression and f else {}
-        if opts:
-            opts["chunks"] = True
-        kp = self._kp.create_dataset(key, data=sample.keypoints.astype(self.dtype, copy=False),
-                                     **({**opts, "chunks": (min(f, CHUNK_FRAMES), n, 3)} if opts else {}))
-        self._vis.create_dataset(key, data=sample.confidences.astype(self.dtype, copy=False),
-                                 **({**opts, "chunks": (min(f, CHUNK_FRAMES), n)} if opts else {}))
-        attrs = {"fps": sample.fps, "width": sample.width, "height": sample.height,
-                 "num_frames": f, "source": source}
-        for k, v in attrs.items():
-            if v is not None:
-                kp.attrs[k] = float(v) if k == "fps" else v
+
+    def add(self, key: str, sample: PoseSample, source: str | None = None) -> None:
+        sample.check(key)
+        self._check_key(key, sample.keypoints.shape[1])
+        f, n = sample.keypoints.shape[:2]
+        kopts, vopts = _dataset_options(f, n, self.compression)
+        with self._guard():
+            kp = self._kp.create_dataset(key, data=sample.keypoints.astype(self.dtype, copy=False), **kopts)
+            vis = self._vis.create_dataset(key, data=sample.confidences.astype(self.dtype, copy=False), **vopts)
+            for k, v in _video_attrs(sample, source).items():
+                kp.attrs[k] = v
+            self._f.flush()  # before kp/vis are released: a dataset closed dirty after a failure crashes HDF5
+            del kp, vis
         self.count += 1
 
+    def add_encoded(self, key: str, enc: EncodedPose) -> None:
+        """Store a video compressed by `encode_sample` (same dtype and compression as this writer)."""
+        self._check_key(key, enc.shape[1])
+        if np.dtype(enc.dtype) != self.dtype:
+            raise UserError(f"{key}: encoded as {enc.dtype}, this file holds {self.dtype}")
+        if enc.raw is not None and self.compression:
+            raise UserError(f"{key}: encoded without compression, this file uses {self.compression}")
+        f, n = enc.shape[:2]
+        kopts, vopts = _dataset_options(f, n, self.compression)
+        with self._guard():
+            if enc.raw is not None:
+                kp = self._kp.create_dataset(key, data=enc.raw[0])
+                vis = self._vis.create_dataset(key, data=enc.raw[1])
+            else:
+                kp = self._kp.create_dataset(key, shape=enc.shape, dtype=self.dtype, **kopts)
+                vis = self._vis.create_dataset(key, shape=enc.shape[:2], dtype=self.dtype, **vopts)
+                for ds, chunks in ((kp, enc.keypoints), (vis, enc.visibility)):
+                    for offset, mask, data in chunks:
+                        ds.id.write_direct_chunk(offset, data, mask)
+            for k, v in enc.attrs.items():
+                kp.attrs[k] = v
+            self._f.flush()
+            del kp, vis
+        self.count += 1
+
+    def copy_from(self, src: Any, key: str, *, flush: bool = True) -> None:
+        """Copy one video (both datasets, their attributes, their chunks as stored) from an open h5py.File."""
+        import h5py
+
+        n = src["keypoints"][key].shape[1]
+        self._check_key(key, n)
+        name = key.encode()
+        with self._guard():
+            h5py.h5o.copy(src["keypoints"].id, name, self._kp.id, name)
+            if "visibility" in src and key in src["visibility"]:
+                h5py.h5o.copy(src["visibility"].id, name, self._vis.id, name)
+            if flush:
+                self._f.flush()
+        self.count += 1
+
+    def add_blob(self, name: str, data: bytes) -> None:
+        """A root dataset of raw bytes beside the pose groups (pkl2h5 keeps its resume index in one)."""
+        with self._guard():
+            self._f.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
+
+    def flush(self) -> None:
+        with self._guard():
+            self._f.flush()
+
     def close(self) -> Path:
-        self._f.close()
+        if self._failed is not None:
+            self.abort()
+            raise UserError(f"{self.path}: cannot write: {h5_error_reason(self._failed)}")
+        try:
+            with self._guard():
+                self._f.flush()  # a failure here still finds the file open, so it can be poisoned
+                self._f.close()
+                _fsync_file(self._tmp)
+        except BaseException as exc:
+            self.abort()
+            raise exc from None
         self._ctx.__exit__(None, None, None)
         return self.path
 
     def abort(self) -> None:
         try:
-            self._f.close()
+            if self._f is not None and self._f.id.valid:
+                if self._failed is None:
+                    self._poison(RuntimeError("aborted"))  # nothing more needs to reach the disk
+                try:
+                    self._f.close()
+                except Exception:
+                    pass
         finally:
             try:
                 self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
@@ -339,3 +540,19 @@ class PoseH5Writer:
             self.close()
         else:
             self.abort()
+
+
+def _atomic(path: Path, inputs: tuple[str | Path, ...]):
+    """atomic_path, with the output rule (an input or a directory is never replaced) where io has it."""
+    try:
+        return atomic_path(path, inputs=inputs)
+    except TypeError:  # older io.atomic_path without `inputs`
+        return atomic_path(path)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
