@@ -237,7 +237,7 @@ def _items(pkls: Sequence[Path], root: Path, report: PackReport) -> list[PklItem
     return items
 
 
-def _check_output(output: Path, inputs: Sequence[Path]) -> None:
+def _check_output(output: Path, inputs: Sequence[Path], noun: str = "the input pkls") -> None:
     """The output is never an input (by path, symlink or hard link) and never replaces a directory."""
     try:
         from .io import check_output
@@ -256,7 +256,7 @@ def _check_output(output: Path, inputs: Sequence[Path]) -> None:
         except OSError:
             continue
         if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
-            raise UserError(f"{text_name(str(output))}: is one of the input pkls; give the h5 another name")
+            raise UserError(f"{text_name(str(output))}: is one of {noun}; give the output another name")
 
 
 def _output_lock(output: Path, what: str):
