@@ -170,7 +170,8 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
         parts = _Parts(output, dtype, DEFAULT_COMPRESSION, checkpoint_seconds)
         done = parts.load(report)
         todo = [it for it in items if not _unchanged(done.get(it.key), it)]
-        keep = {it.key for it in items} - {it.key for it in todo}
+        resumed = {it.key for it in items} - {it.key for it in todo}  # packed by an earlier run, unchanged
+        keep = set(resumed)
         jobs = [(it.path, it.key, it.rel, dtype, DEFAULT_COMPRESSION, loader) for it in todo]
         try:
             results = _run_pool(_encode_job, jobs, workers)  # workers fork before the progress bar's thread
@@ -199,7 +200,7 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
             parts.remove()
             raise UserError(f"no usable pkl among {len(items)}: {shown}")
         attrs, report.warnings[len(report.warnings):] = _provenance(entries.values())
-        report.resumed = sum(1 for k in entries if k in done)
+        report.resumed = sum(1 for k in entries if k in resumed)
         report.packed = len(entries)
         report.frames = sum(e["frames"] for e in entries.values())
         parts.merge_into(output, entries, report.keypoint_set, attrs, progress)
@@ -327,34 +328,38 @@ def _run_pool(fn: Callable[[Any], Any], jobs: list, workers: int) -> Iterator[tu
     """
     if not jobs:
         return iter(())
-    return _pool_iter(fn, deque(jobs), workers)
+    return _pool_iter(fn, deque(jobs), workers, _new_pool(workers))  # the pool starts now, not on first next()
 
 
-def _pool_iter(fn: Callable[[Any], Any], pending: deque, workers: int) -> Iterator[tuple[Any, Any]]:
+def _pool_iter(fn: Callable[[Any], Any], pending: deque, workers: int, pool: Any) -> Iterator[tuple[Any, Any]]:
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     window = 2 * workers + 2
-    pool = _new_pool(workers)
     suspects: deque = deque()
     inflight: dict[Any, Any] = {}
     try:
         while pending or inflight or suspects:
             if suspects and not inflight:  # one at a time: a crash now is that job's own
                 job = suspects.popleft()
-                fut = pool.submit(fn, job)
                 try:
-                    yield job, fut.result()
+                    res = pool.submit(fn, job).result()
                 except BrokenProcessPool as exc:
-                    yield job, exc
                     pool.shutdown(wait=True, cancel_futures=True)
                     pool = _new_pool(workers)
+                    yield job, exc
+                else:
+                    yield job, res
                 continue
-            while pending and len(inflight) < window and not suspects:
-                job = pending.popleft()
-                inflight[pool.submit(fn, job)] = job
-            finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
             broken = False
+            while pending and len(inflight) < window and not suspects and not broken:
+                job = pending.popleft()
+                try:
+                    inflight[pool.submit(fn, job)] = job
+                except BrokenProcessPool:  # a worker died since the last wait: found below
+                    pending.appendleft(job)
+                    broken = True
+            finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in finished:
                 job = inflight.pop(fut)
                 try:
@@ -387,9 +392,12 @@ def _new_pool(workers: int):
     import h5py
 
     fork_ok = ("fork" in mp.get_all_start_methods() and threading.active_count() == 1
-               and h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL) == 0)
+               and h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE) == 0)
     method = "fork" if fork_ok else ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_worker_init)
+    if fork_ok:
+        pool.submit(int).result()  # fork every worker now, before the caller starts a thread or opens a file
+    return pool
 
 
 def _entry(res: dict[str, Any], rel: str, path: str) -> dict[str, Any]:
@@ -439,7 +447,7 @@ class _Parts:
                 self.entries = {}
                 return {}
             for key, e in index["entries"].items():
-                if key in keys and key not in self.entries:
+                if key in keys:  # a later part (a pkl packed again after it changed) wins
                     self.entries[key] = {**e, "part": part.name}
             self._next = max(self._next, int(part.stem.split("-")[1]) + 1)
         return dict(self.entries)

@@ -203,3 +203,136 @@ def test_rerun_removes_a_killed_runs_temporary(pkls: Path, tmp_path: Path) -> No
     dead.write_bytes(b"half-written")
     assert pkl2h5(pkls, out).ok
     assert not dead.exists() and out.exists()
+
+
+# --- scale: workers, resume after kill -9 ---------------------------------------------------
+
+def _raw_chunks(path: Path) -> dict[str, list]:
+    """Every stored chunk of every dataset: equal dicts mean bit-exact files (arrays as stored)."""
+    out = {}
+    with h5py.File(path) as f:
+        for g in ("keypoints", "visibility"):
+            for key, ds in f[g].items():
+                chunks = []
+                for i in range(ds.id.get_num_chunks()):
+                    off = ds.id.get_chunk_info(i).chunk_offset
+                    chunks.append((off, *ds.id.read_direct_chunk(off)))
+                out[f"{g}/{key}"] = (ds.shape, ds.dtype.str, ds.chunks, ds.compression, chunks, dict(ds.attrs))
+    return out
+
+
+def _many_pkls(folder: Path, count: int, frames: int = 40) -> Path:
+    """Small pkls written plainly (no fsync each: test set-up, not the code under test)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for i in range(count):
+        kp = rng.random((frames + i % 50, 75, 3), dtype=np.float32)
+        kp[:, 33:] = 0  # no hands: compressible, as real pose is
+        data = {"keypoints": kp, "confidences": (kp[..., 0] > 0).astype(np.float32), "fps": 25.0,
+                "meta": {"mediapipe_version": "0.10.21", "options": OPTIONS}}
+        (folder / f"clip{i:05d}.pkl").write_bytes(pickle.dumps(data, protocol=4))
+    return folder
+
+
+def test_workers_write_the_same_bytes_as_the_writer(pkls: Path, tmp_path: Path) -> None:
+    from sldata.pose import PoseH5Writer, load_pkl
+
+    ref = tmp_path / "ref.h5"  # one process, PoseH5Writer.add (HDF5 compresses on write)
+    with PoseH5Writer(ref) as w:
+        for p in sorted(pkls.rglob("*.pkl")):
+            s = load_pkl(p)
+            w.add(p.stem, s, source=s.extra["meta"].get("source", p.relative_to(pkls).as_posix()))
+    one, three = tmp_path / "w1.h5", tmp_path / "w3.h5"
+    r1 = pkl2h5(pkls, one, workers=1)
+    proc = run_cli("sldata", "pkl2h5", pkls, "-o", three, "--workers", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert (rep["packed"], rep["resumed"], rep["failed"]) == (3, 0, 0) and r1.packed == 3
+    assert _raw_chunks(one) == _raw_chunks(three) == _raw_chunks(ref)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkls", "ref.h5", "w1.h5", "w3.h5"]
+
+
+def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import BIN
+
+    src = _many_pkls(tmp_path / "many", 400)
+    full = tmp_path / "full.h5"
+    assert pkl2h5(src, full, workers=2).ok
+    out = tmp_path / "out.h5"
+    parts = tmp_path / "out.h5.sldata-parts"
+    proc = subprocess.Popen([str(BIN / "sldata"), "pkl2h5", str(src), "-o", str(out), "-w", "1",
+                             "--checkpoint", "0.02", "-q"], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = [p for p in parts.glob("part-*.h5") if ".sldata-tmp-" not in p.name] if parts.is_dir() else []
+            if len(done) >= 2:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed; make the corpus larger"
+        os.killpg(proc.pid, signal.SIGKILL)  # the writer and its workers, as a scheduler's kill would
+    finally:
+        proc.wait()
+    assert not out.exists()  # nothing that looks complete
+    proc = run_cli("sldata", "pkl2h5", src, "-o", out, "-w", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert rep["packed"] == 400 and rep["failed"] == 0 and 0 < rep["resumed"] < 400, rep
+    assert _raw_chunks(out) == _raw_chunks(full)
+    with h5py.File(out) as f, h5py.File(full) as g:
+        assert dict(f.attrs) == dict(g.attrs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.h5", "many", "out.h5"]  # parts and temporaries gone
+
+
+def _crash_on_b(path: str) -> PoseSample:
+    """A loader whose worker dies by signal on one pkl, as a native crash in a reader would."""
+    import signal
+
+    from sldata.pose import load_pkl
+
+    if path.endswith("vid_b.pkl"):
+        import faulthandler
+
+        faulthandler.disable()  # pytest's handler would print the crash; the test is that the run goes on
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return load_pkl(path)
+
+
+def test_a_worker_crash_is_that_pkls_failure(pkls: Path, tmp_path: Path) -> None:
+    from sldata.pack import find_pkls, pack_pkls
+
+    save_pkl(pkls / "vid_d.pkl", _sample(20, seed=4))
+    report = pack_pkls(find_pkls(pkls), tmp_path / "p.h5", root=pkls, workers=2, loader=_crash_on_b)
+    assert report.packed == 3 and report.failed == 1
+    assert report.bad == [{"pkl": "vid_b.pkl", "reason": "worker process died (BrokenProcessPool) while reading it"}]
+    assert PoseH5(tmp_path / "p.h5").keys() == ["vid_a", "vid_c", "vid_d"]
+
+
+def test_changed_pkls_are_packed_again_on_resume(tmp_path: Path) -> None:
+    """Parts kept from a killed run hold a pkl's size and mtime; a pkl changed since is packed again."""
+    from sldata.pack import _encode_job, _entry, _Parts
+    from sldata.pose import load_pkl
+
+    src = _many_pkls(tmp_path / "src", 6)
+    out = tmp_path / "o.h5"
+    parts_dir = tmp_path / "o.h5.sldata-parts"
+    parts = _Parts(out, "float32", "lzf", 1e9)  # a killed run's state: 4 pkls in a complete part
+    for p in sorted(src.glob("*.pkl"))[:4]:
+        res = _encode_job((str(p), p.stem, p.name, "float32", "lzf", load_pkl))
+        parts.add(p.stem, res, _entry(res, p.name, str(p)))
+    parts.checkpoint()
+    assert len(list(parts_dir.glob("part-*.h5"))) == 1
+    changed = src / "clip00001.pkl"
+    data = pickle.loads(changed.read_bytes())
+    data["keypoints"] = data["keypoints"] + 1
+    changed.write_bytes(pickle.dumps(data))
+    rep = pkl2h5(src, out, workers=1)
+    assert (rep.packed, rep.resumed, rep.failed) == (6, 3, 0)
+    with PoseH5(out) as p:
+        assert np.array_equal(p.keypoints("clip00001"), data["keypoints"])
+    assert not parts_dir.exists()
