@@ -336,3 +336,115 @@ def test_changed_pkls_are_packed_again_on_resume(tmp_path: Path) -> None:
     with PoseH5(out) as p:
         assert np.array_equal(p.keypoints("clip00001"), data["keypoints"])
     assert not parts_dir.exists()
+
+
+# --- reliability: unreadable folders, full disk, odd names, outputs that are inputs ---------
+
+def _without_dac(*cmd: object) -> list[str]:
+    """Run as root without the capabilities that bypass file permissions (so chmod 000 bites);
+    /root (where the interpreter lives) stays reachable, which `runuser -u nobody` would not give."""
+    import shutil
+    import subprocess
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to drop CAP_DAC_OVERRIDE (a non-root user already lacks it)")
+    probe = subprocess.run([setpriv, "--bounding-set", "-dac_override,-dac_read_search", "true"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"setpriv cannot drop capabilities here: {probe.stderr.decode().strip()}")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *map(str, cmd)]
+
+
+def test_an_unreadable_folder_is_a_recorded_failure(pkls: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import BIN
+
+    locked = pkls / "locked"
+    save_pkl(locked / "vid_x.pkl", _sample(3))
+    out = tmp_path / "pose.h5"
+    locked.chmod(0)
+    try:
+        cmd = _without_dac(BIN / "sldata", "pkl2h5", pkls, "-o", out)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        js = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
+    finally:
+        locked.chmod(0o755)
+    assert_no_traceback(proc)
+    assert proc.returncode == 1, proc.stderr
+    assert "failed locked/: cannot list folder: Permission denied" in " ".join(proc.stderr.split())
+    assert "packed 3 videos" in proc.stdout and "1 pkl(s) failed" in proc.stdout
+    rep = json.loads(js.stdout)
+    assert js.returncode == 1 and rep["failed"] == 1
+    assert rep["bad"] == [{"pkl": "locked/", "reason": "cannot list folder: Permission denied"}]
+    assert PoseH5(out).keys() == ["vid_a", "vid_b", "vid_c"]
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A real 2 MiB tmpfs: writes beyond it fail with ENOSPC."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_is_one_line_exit_2_not_a_segfault(full_disk: Path, tmp_path: Path) -> None:
+    src = tmp_path / "big"
+    rng = np.random.default_rng(3)
+    for i in range(12):  # ~4 MB of incompressible pose: more than the 2 MiB disk
+        save_pkl(src / f"v{i:02d}.pkl", PoseSample(rng.random((300, 75, 3), dtype=np.float32),
+                                                   rng.random((300, 75), dtype=np.float32)))
+    out = full_disk / "pose.h5"
+    for workers in ("1", "2"):
+        proc = run_cli("sldata", "pkl2h5", src, "-o", out, "-w", workers)
+        assert_no_traceback(proc)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])  # was -11 (SIGSEGV)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {out}: cannot write: No space left on device"), lines
+        assert not out.exists()
+        left = [p.name for p in full_disk.rglob("*") if p.is_file()]
+        assert all(n.startswith("part-") and ".sldata-tmp-" not in n for n in left), left  # only complete parts
+
+
+def test_non_utf8_file_names_become_escaped_keys(tmp_path: Path) -> None:
+    src = tmp_path / "odd"
+    src.mkdir()
+    name = os.fsdecode(b"caf\xe9.pkl")
+    save_pkl(src / name, _sample(4, seed=9))
+    save_pkl(src / "plain.pkl", _sample(3, seed=8))
+    out = tmp_path / "odd.h5"
+    proc = run_cli("sldata", "pkl2h5", src, "-o", out, "--json")
+    assert_no_traceback(proc)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert rep["packed"] == 2
+    assert rep["warnings"] == ["1 pkl name(s) are not valid UTF-8; their keys and sources are written with "
+                               "\\xNN escapes (e.g. caf\\xe9.pkl)"]
+    with PoseH5(out) as p:
+        assert p.keys() == ["caf\\xe9", "plain"]
+        assert p.video_attrs("caf\\xe9")["source"] == "caf\\xe9.pkl"
+        assert np.array_equal(p.keypoints("caf\\xe9"), _sample(4, seed=9).keypoints)
+    proc = run_cli("sldata", "pkl2h5", src, "-o", out)  # the summary prints too
+    assert proc.returncode == 0 and "caf\\xe9.pkl" in proc.stderr, proc.stderr
+
+
+def test_an_output_linked_to_an_input_is_refused(pkls: Path, tmp_path: Path) -> None:
+    (tmp_path / "sym.h5").symlink_to(pkls / "vid_a.pkl")
+    os.link(pkls / "vid_b.pkl", tmp_path / "hard.h5")
+    before = _digest(pkls)
+    for out in (tmp_path / "sym.h5", tmp_path / "hard.h5"):
+        proc = run_cli("sldata", "pkl2h5", pkls, "-o", out)
+        assert_no_traceback(proc)
+        assert proc.returncode == 2, proc.stderr
+        assert "is one of the input pkls" in " ".join(proc.stderr.split()), proc.stderr
+    assert _digest(pkls) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.h5", "pkls", "sym.h5"]
