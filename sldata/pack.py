@@ -15,9 +15,10 @@ How it runs (why each piece is there):
   A killed run leaves complete parts (kept) and one temporary (removed). A rerun
   keeps every part whose pkl is unchanged and packs only the rest. An HDF5 file
   being written is not crash-consistent, so the parts are what makes a kill -9 safe.
-* The output appears only when complete: the parts are merged into it by HDF5 object
-  copy (chunks copied as stored, bit-exact), then the parts folder is removed.
-  Until then the disk holds the parts and the output: about twice the output size.
+* The output appears only when complete: the largest part becomes it (moved, not
+  copied), the other parts are copied in by HDF5 object copy (chunks as stored,
+  bit-exact), then the parts folder is removed. A run shorter than one checkpoint
+  interval copies nothing; a longer one needs free disk for the parts it copies.
 * Bad pkls (code that tries to run, truncated, wrong shapes, a keypoint set other
   than the file's, unreadable files or folders, a crashed worker) are recorded
   failures: the run goes on and exits 1. Errors of the output (disk full, a second
@@ -42,7 +43,6 @@ from .progress import NullProgress, Progress
 
 PARTS_SUFFIX = ".sldata-parts"
 PARTS_FORMAT = 1
-INDEX_NAME = "sldata_pack_index"
 DTYPES = ("float32", "float16")
 
 
@@ -417,12 +417,17 @@ class _Parts:
         self.header = {"format": PARTS_FORMAT, "dtype": dtype, "compression": compression}
         self.checkpoint_seconds = checkpoint_seconds
         self.entries: dict[str, dict[str, Any]] = {}   # key -> entry (with "part")
+        self.part_keys: dict[str, set[str]] = {}       # complete part -> every key it holds
         self._open: dict[str, tuple[PoseH5Writer, dict[str, Any]]] = {}  # kset -> (writer, index)
         self._next = 0
         self._since = time.monotonic()
 
     def load(self, report: PackReport) -> dict[str, dict[str, Any]]:
-        """Read the parts of an earlier run; drop temporaries, unreadable parts and other options."""
+        """Read the parts of an earlier run; drop temporaries, unreadable parts and other options.
+
+        A part is `part-N.h5` plus its index `part-N.json`, written first: an index
+        without its h5 is a part that never completed.
+        """
         import h5py
 
         if not self.dir.is_dir():
@@ -431,21 +436,25 @@ class _Parts:
         for name in names:
             if TMP_MARK in name:  # a part being written when the run was killed
                 _unlink(self.dir / name)
-        parts = [self.dir / n for n in names if n.startswith("part-") and n.endswith(".h5")]
-        for part in parts:
+        for name in names:
+            if name.endswith(".json") and name[:-5] + ".h5" not in names:
+                _unlink(self.dir / name)
+        for part in [self.dir / n for n in names if n.startswith("part-") and n.endswith(".h5")]:
             try:
+                index = json.loads(part.with_suffix(".json").read_bytes())
                 with h5py.File(part, "r") as f:
-                    index = json.loads(bytes(f[INDEX_NAME][()]))
                     keys = set(f["keypoints"].keys()) & set(f["visibility"].keys())
             except Exception:  # cut short by a crash of the machine: its pkls are packed again
                 _unlink(part)
+                _unlink(part.with_suffix(".json"))
                 continue
             if index.get("header") != self.header:
                 report.warnings.append(f"parts of an earlier run with other options ({index.get('header')}) "
                                        "were discarded")
                 self.remove()
-                self.entries = {}
+                self.entries, self.part_keys = {}, {}
                 return {}
+            self.part_keys[part.name] = set(index["entries"])
             for key, e in index["entries"].items():
                 if key in keys:  # a later part (a pkl packed again after it changed) wins
                     self.entries[key] = {**e, "part": part.name}
@@ -479,7 +488,7 @@ class _Parts:
         while self._open:
             kset, (w, index) = self._open.popitem()
             try:
-                w.add_blob(INDEX_NAME, json.dumps({"header": self.header, "entries": index}).encode())
+                _write_index(w.path.with_suffix(".json"), {"header": self.header, "entries": index})
                 w.close()
             except UserError as exc:
                 for key in index:
@@ -487,6 +496,7 @@ class _Parts:
                 raise UserError(f"{text_name(str(self.output))}: {_after_colon(str(exc))}"
                                 f" (parts packed so far are kept in {text_name(str(self.dir))}; rerun to resume)") \
                     from None
+            self.part_keys[w.path.name] = set(index)
             _fsync_dir(self.dir)
         self._since = time.monotonic()
 
@@ -500,20 +510,27 @@ class _Parts:
 
     def merge_into(self, output: Path, entries: dict[str, dict[str, Any]], kset: str, attrs: dict[str, Any],
                    progress: Progress) -> None:
-        """Copy the chosen keys of every part into the output (chunks as stored), atomically."""
+        """The output, atomically: the largest part holding only chosen keys becomes it (moved, not
+        copied), the chosen keys of the other parts are copied in (chunks as stored).
+
+        A kill from here on loses the moved part (its pkls are packed again by the rerun), never more.
+        """
         import h5py
 
         by_part: dict[str, list[str]] = {}
         for key, e in entries.items():
             by_part.setdefault(e["part"], []).append(key)
+        whole = [p for p, ks in by_part.items() if self.part_keys.get(p) == set(ks)]
+        base = max(whole, key=lambda p: (len(by_part[p]), p), default=None)
         progress.start(f"pkl2h5 → {output.name}", total=len(entries), unit="videos")
-        w = PoseH5Writer(output, keypoint_set=kset, dtype=self.header["dtype"],
-                         compression=self.header["compression"], root_attrs=attrs)
+        w = PoseH5Writer(output, keypoint_set=kset, dtype=self.header["dtype"], compression=self.header["compression"],
+                         root_attrs=attrs, start_from=self.dir / base if base else None)
         try:
+            progress.advance(len(by_part.pop(base, [])))
             for part in sorted(by_part):
                 with h5py.File(self.dir / part, "r") as src:
                     for i, key in enumerate(sorted(by_part[part])):
-                        w.copy_from(src, key, flush=(i % 256 == 255))
+                        w.copy_from(src, key, flush=(i % 256 == 255), check=False)
                         progress.advance(1)
             w.close()
         except BaseException:
@@ -583,6 +600,12 @@ def _after_colon(message: str) -> str:
     """`PART: cannot write: X` -> `cannot write: X` (the user knows the output, not the part)."""
     head, sep, tail = message.partition(": ")
     return tail if sep and head.endswith(".h5") else message
+
+
+def _write_index(path: Path, index: dict[str, Any]) -> None:
+    from .io import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(index).encode())
 
 
 def _unlink(p: Path) -> None:

@@ -356,7 +356,9 @@ class PoseH5Writer:
 
     def __init__(self, path: str | Path, keypoint_set: str = "openhands75", dtype: str = "float32",
                  compression: str | None = DEFAULT_COMPRESSION, root_attrs: dict[str, Any] | None = None,
-                 *, inputs: tuple[str | Path, ...] = ()):
+                 *, inputs: tuple[str | Path, ...] = (), start_from: str | Path | None = None):
+        """start_from: a complete pose h5 of the same keypoint set that becomes this file's
+        beginning (moved, not copied: pkl2h5 turns its largest part into the output this way)."""
         import h5py
 
         from . import __version__
@@ -372,13 +374,20 @@ class PoseH5Writer:
         self._f = None
         self._failed: BaseException | None = None
         with self._guard():
-            self._f = h5py.File(self._tmp, "w")
-            self._kp = self._f.create_group("keypoints")
-            self._vis = self._f.create_group("visibility")
+            if start_from is not None:
+                os.replace(start_from, self._tmp)
+                self._f = h5py.File(self._tmp, "r+")
+                if _plain(self._f.attrs.get("keypoint_set")) != self.kset.name:
+                    raise UserError(f"{start_from}: not a pose h5 of {self.kset.name}")
+                self._kp, self._vis = self._f["keypoints"], self._f["visibility"]
+            else:
+                self._f = h5py.File(self._tmp, "w")
+                self._kp = self._f.create_group("keypoints")
+                self._vis = self._f.create_group("visibility")
             attrs = {"format": POSE_FORMAT, "keypoint_set": self.kset.name, "sldata_version": __version__}
             attrs.update({k: v for k, v in (root_attrs or {}).items() if v is not None})
             self._set_attrs(attrs)
-        self.count = 0
+        self.count = len(self._kp)
 
     # -- failure handling -----------------------------------------------------------
 
@@ -478,12 +487,15 @@ class PoseH5Writer:
             del kp, vis
         self.count += 1
 
-    def copy_from(self, src: Any, key: str, *, flush: bool = True) -> None:
-        """Copy one video (both datasets, their attributes, their chunks as stored) from an open h5py.File."""
+    def copy_from(self, src: Any, key: str, *, flush: bool = True, check: bool = True) -> None:
+        """Copy one video (both datasets, their attributes, their chunks as stored) from an open h5py.File.
+
+        check=False: the caller knows the key is new and of this keypoint set (pkl2h5's own parts).
+        """
         import h5py
 
-        n = src["keypoints"][key].shape[1]
-        self._check_key(key, n)
+        if check:
+            self._check_key(key, src["keypoints"][key].shape[1])
         name = key.encode()
         with self._guard():
             h5py.h5o.copy(src["keypoints"].id, name, self._kp.id, name)
@@ -492,11 +504,6 @@ class PoseH5Writer:
             if flush:
                 self._f.flush()
         self.count += 1
-
-    def add_blob(self, name: str, data: bytes) -> None:
-        """A root dataset of raw bytes beside the pose groups (pkl2h5 keeps its resume index in one)."""
-        with self._guard():
-            self._f.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
 
     def flush(self) -> None:
         with self._guard():
