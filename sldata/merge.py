@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError
+from .io import check_output, fsync_dir, output_lock, reading, remove_stale_temporaries, text_name
 from .pose import KEYPOINT_SETS, PoseH5Writer, h5_error_reason, keypoint_set_for
 from .progress import NullProgress, Progress
 
@@ -48,18 +49,17 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
     """Combine the pose h5 files `inputs` into `output` (SPEC §4, merge-pose)."""
     import h5py
 
-    from .pack import _check_output, _fsync_dir, _output_lock, _remove_stale_temporaries, text_name
 
     paths = [Path(p) for p in inputs]
     output = Path(output)
     if not paths:
         raise UserError("merge-pose needs at least one input h5")
     _check_inputs(paths)
-    _check_output(output, paths, noun="the inputs")
+    check_output(output, inputs=paths, kind="file")
     progress = progress or NullProgress()
     report = MergeReport(text_name(str(output)))
-    with _output_lock(output, "merge-pose"):
-        _remove_stale_temporaries(output)
+    with output_lock(output, "merge-pose"):
+        remove_stale_temporaries(output)
         files = [_open(p) for p in paths]
         try:
             kset = _common_set(paths, files)
@@ -87,14 +87,12 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
         finally:
             for f in files:
                 f.close()
-        _fsync_dir(output.parent)
+        fsync_dir(output.parent)
     report.videos = total
     return report
 
 
 def _check_inputs(paths: list[Path]) -> None:
-    from .pack import text_name
-
     seen: dict[tuple[int, int], Path] = {}
     for p in paths:
         try:
@@ -111,8 +109,6 @@ def _check_inputs(paths: list[Path]) -> None:
 
 def _open(path: Path) -> Any:
     import h5py
-
-    from .pack import text_name
 
     try:
         f = h5py.File(path, "r")
@@ -136,8 +132,6 @@ def _file_set(f: Any) -> str | None:
 
 
 def _common_set(paths: list[Path], files: list[Any]) -> str:
-    from .pack import text_name
-
     sets = [(p, _file_set(f)) for p, f in zip(paths, files) if len(f["keypoints"])]
     names = {s for _, s in sets}
     if None in names:
@@ -152,8 +146,6 @@ def _common_set(paths: list[Path], files: list[Any]) -> str:
 
 
 def _keys(paths: list[Path], files: list[Any]) -> list[list[str]]:
-    from .pack import text_name
-
     owner: dict[str, Path] = {}
     clashes: list[str] = []
     keys: list[list[str]] = []
@@ -173,23 +165,16 @@ def _keys(paths: list[Path], files: list[Any]) -> list[list[str]]:
 
 def _verify(path: Path, f: Any, key: str) -> int:
     """Read both arrays of a video once (object copy would copy a garbled chunk unnoticed)."""
-    from .pack import text_name
-
-    try:
+    with reading(path, video=key):
         kp = f["keypoints"][key]
         kp[()]
         if "visibility" in f and key in f["visibility"]:
             f["visibility"][key][()]
         return int(kp.shape[0]) if kp.ndim else 0
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise UserError(f"{text_name(str(path))}: video {key!r}: cannot read ({h5_error_reason(exc)}); "
-                        "nothing written") from None
 
 
 def _root_attrs(paths: list[Path], files: list[Any]) -> tuple[dict[str, Any], list[str]]:
     """The inputs' root attributes combined: MediaPipe versions joined, the rest kept when all agree."""
-    from .pack import text_name
-
     values: dict[str, list[Any]] = {}
     for f in files:
         for k, v in f.attrs.items():

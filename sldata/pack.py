@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import UserError
-from .io import TMP_MARK
+from .io import TMP_MARK, check_output, fsync_dir, output_lock, remove_stale_temporaries, text_name
 from .pose import (DEFAULT_COMPRESSION, EncodedPose, PoseH5Writer, PoseSample, encode_sample, keypoint_set_for,
                    load_pkl)
 from .progress import NullProgress, Progress
@@ -78,15 +78,6 @@ class PklItem:
     rel: str
     size: int
     mtime_ns: int
-
-
-def text_name(s: str) -> str:
-    """A file name as printable UTF-8 (undecodable bytes as \\xNN), via sldata.io where it has it."""
-    try:
-        from .io import text_name as shared
-    except ImportError:
-        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return shared(s)
 
 
 def scan_pkls(pkl_dir: str | Path) -> tuple[list[Path], list[dict[str, str]]]:
@@ -165,8 +156,8 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
     items = _items(pkls, Path(root), report)
     _check_output(output, pkls)
     progress = progress or NullProgress()
-    with _output_lock(output, "pkl2h5"):
-        _remove_stale_temporaries(output)
+    with output_lock(output, "pkl2h5"):
+        remove_stale_temporaries(output)  # what a killed run left (`OUTPUT.sldata-tmp-*` of dead PIDs)
         parts = _Parts(output, dtype, DEFAULT_COMPRESSION, checkpoint_seconds)
         done = parts.load(report)
         todo = [it for it in items if not _unchanged(done.get(it.key), it)]
@@ -238,44 +229,9 @@ def _items(pkls: Sequence[Path], root: Path, report: PackReport) -> list[PklItem
     return items
 
 
-def _check_output(output: Path, inputs: Sequence[Path], noun: str = "the input pkls") -> None:
-    """The output is never an input (by path, symlink or hard link) and never replaces a directory."""
-    try:
-        from .io import check_output
-    except ImportError:
-        check_output = None
-    if output.is_dir():
-        raise UserError(f"{text_name(str(output))}: is a directory, expected an .h5 file name")
-    if check_output is not None:
-        check_output(output, inputs=tuple(inputs), kind="file", overwrite=True)
-    if not output.exists():
-        return
-    out = os.stat(output)
-    for p in inputs:
-        try:
-            st = os.stat(p)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
-            raise UserError(f"{text_name(str(output))}: is one of {noun}; give the output another name")
-
-
-def _output_lock(output: Path, what: str):
-    try:
-        from .io import output_lock
-    except ImportError:
-        import contextlib
-
-        return contextlib.nullcontext()
-    return output_lock(output, what)
-
-
-def _remove_stale_temporaries(output: Path) -> None:
-    try:
-        from .io import remove_stale_temporaries
-    except ImportError:
-        from .migrate import remove_stale_temporaries
-    remove_stale_temporaries(output)  # what a killed run left (`OUTPUT.sldata-tmp-PID-*` of dead PIDs)
+def _check_output(output: Path, inputs: Sequence[Path]) -> None:
+    """The output rule before any work: never an input (path, symlink, hard link), never a directory."""
+    check_output(output, inputs=inputs, kind="file")
 
 
 def _unchanged(entry: dict[str, Any] | None, item: PklItem) -> bool:
@@ -497,7 +453,7 @@ class _Parts:
                                 f" (parts packed so far are kept in {text_name(str(self.dir))}; rerun to resume)") \
                     from None
             self.part_keys[w.path.name] = set(index)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         self._since = time.monotonic()
 
     def close_open(self) -> None:
@@ -538,7 +494,7 @@ class _Parts:
             raise
         finally:
             progress.finish()
-        _fsync_dir(output.parent)
+        fsync_dir(output.parent)
 
     def remove(self) -> None:
         import shutil
@@ -613,16 +569,3 @@ def _unlink(p: Path) -> None:
         p.unlink()
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        from .io import fsync_dir
-    except ImportError:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return
-    fsync_dir(path)

@@ -335,7 +335,9 @@ def h5_error_reason(exc: BaseException) -> str:
         m = re.search(r"errno = (\d+)", str(exc))
         code = int(m.group(1)) if m else None
     if code and code in _errno.errorcode:
-        return os.strerror(code)
+        from .errors import _ERRNO_TEXT
+
+        return _ERRNO_TEXT.get(code) or os.strerror(code)
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
@@ -369,7 +371,7 @@ class PoseH5Writer:
         self.kset = globals()["keypoint_set"](keypoint_set)
         self.dtype = np.dtype(dtype)
         self.compression = None if compression in (None, "none") else compression
-        self._ctx = _atomic(self.path, inputs)
+        self._ctx = atomic_path(self.path, inputs=inputs, kind="file")
         self._tmp = self._ctx.__enter__()
         self._f = None
         self._failed: BaseException | None = None
@@ -516,8 +518,7 @@ class PoseH5Writer:
         try:
             with self._guard():
                 self._f.flush()  # a failure here still finds the file open, so it can be poisoned
-                self._f.close()
-                _fsync_file(self._tmp)
+                self._f.close()  # atomic_path fsyncs the file and its folder around the rename
         except BaseException as exc:
             self.abort()
             raise exc from None
@@ -547,19 +548,3 @@ class PoseH5Writer:
             self.close()
         else:
             self.abort()
-
-
-def _atomic(path: Path, inputs: tuple[str | Path, ...]):
-    """atomic_path, with the output rule (an input or a directory is never replaced) where io has it."""
-    try:
-        return atomic_path(path, inputs=inputs)
-    except TypeError:  # older io.atomic_path without `inputs`
-        return atomic_path(path)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -178,7 +178,8 @@ def test_unusable_inputs_exit_2(tmp_path: Path) -> None:
                          ((tmp_path / "missing", "-o", tmp_path / "a.h5"), "not a directory"),
                          ((dup, "-o", tmp_path / "a.h5"), "x: sub/x.pkl, x.pkl"),
                          ((dup, "-o", tmp_path / "a.h5", "--dtype", "int8"), "float32 or float16"),
-                         ((dup / "sub", "-o", tmp_path), "is a directory")):
+                         ((dup / "sub", "-o", empty), "is a directory; an output file never replaces a directory"),
+                         ((dup / "sub", "-o", tmp_path), "this output directory holds the input")):
         proc = run_cli("sldata", "pkl2h5", *args)
         assert_no_traceback(proc)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -191,7 +192,7 @@ def test_output_that_is_an_input_pkl_is_refused(pkls: Path) -> None:
     proc = run_cli("sldata", "pkl2h5", pkls, "-o", pkls / "vid_a.pkl")
     assert_no_traceback(proc)
     assert proc.returncode == 2, proc.stderr
-    assert "is one of the input pkls" in " ".join(proc.stderr.split()), proc.stderr
+    assert "this output is the input" in " ".join(proc.stderr.split()), proc.stderr
     assert _digest(pkls) == before  # the input is never overwritten
 
 
@@ -409,7 +410,7 @@ def test_a_full_disk_is_one_line_exit_2_not_a_segfault(full_disk: Path, tmp_path
         assert_no_traceback(proc)
         assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])  # was -11 (SIGSEGV)
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: {out}: cannot write: No space left on device"), lines
+        assert len(lines) == 1 and lines[0].startswith(f"error: {out}: cannot write: no space left on device"), lines
         assert not out.exists()
         left = [p.name for p in full_disk.rglob("*") if p.is_file()]
         assert all(n.startswith("part-") and ".sldata-tmp-" not in n for n in left), left  # only complete parts
@@ -445,6 +446,25 @@ def test_an_output_linked_to_an_input_is_refused(pkls: Path, tmp_path: Path) -> 
         proc = run_cli("sldata", "pkl2h5", pkls, "-o", out)
         assert_no_traceback(proc)
         assert proc.returncode == 2, proc.stderr
-        assert "is one of the input pkls" in " ".join(proc.stderr.split()), proc.stderr
+        assert "this output is the input" in " ".join(proc.stderr.split()), proc.stderr
     assert _digest(pkls) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.h5", "pkls", "sym.h5"]
+
+
+def test_a_second_run_on_the_same_output_is_refused(pkls: Path, tmp_path: Path) -> None:
+    """Another process holds the output's lock (as a running pkl2h5 does): both commands refuse it."""
+    from sldata.io import output_lock
+
+    out = tmp_path / "out.h5"
+    assert pkl2h5(pkls, tmp_path / "a.h5").ok
+    out.write_bytes(b"the running pack's earlier output")
+    with output_lock(out, "pkl2h5"):
+        runs = [run_cli("sldata", "pkl2h5", pkls, "-o", out),
+                run_cli("sldata", "merge-pose", tmp_path / "a.h5", "-o", out)]
+    for proc in runs:
+        assert_no_traceback(proc)
+        assert proc.returncode == 2, proc.stderr
+        msg = " ".join(proc.stderr.split())
+        assert f"{out}: another run is writing this pkl2h5 (pid {os.getpid()} on" in msg, msg
+    assert out.read_bytes() == b"the running pack's earlier output"
+    assert not (tmp_path / "out.h5.sldata-parts").exists()
