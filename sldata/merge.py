@@ -58,7 +58,7 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
     check_output(output, inputs=paths, kind="file")
     progress = progress or NullProgress()
     report = MergeReport(text_name(str(output)))
-    with output_lock(output, "merge-pose"):
+    with output_lock(output, "pose h5"):
         remove_stale_temporaries(output)
         files = [_open(p) for p in paths]
         try:

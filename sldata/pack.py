@@ -156,7 +156,7 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
     items = _items(pkls, Path(root), report)
     _check_output(output, pkls)
     progress = progress or NullProgress()
-    with output_lock(output, "pkl2h5"):
+    with output_lock(output, "pose h5"):
         remove_stale_temporaries(output)  # what a killed run left (`OUTPUT.sldata-tmp-*` of dead PIDs)
         parts = _Parts(output, dtype, DEFAULT_COMPRESSION, checkpoint_seconds)
         done = parts.load(report)

@@ -458,13 +458,13 @@ def test_a_second_run_on_the_same_output_is_refused(pkls: Path, tmp_path: Path) 
     out = tmp_path / "out.h5"
     assert pkl2h5(pkls, tmp_path / "a.h5").ok
     out.write_bytes(b"the running pack's earlier output")
-    with output_lock(out, "pkl2h5"):
+    with output_lock(out, "pose h5"):
         runs = [run_cli("sldata", "pkl2h5", pkls, "-o", out),
                 run_cli("sldata", "merge-pose", tmp_path / "a.h5", "-o", out)]
     for proc in runs:
         assert_no_traceback(proc)
         assert proc.returncode == 2, proc.stderr
         msg = " ".join(proc.stderr.split())
-        assert f"{out}: another run is writing this pkl2h5 (pid {os.getpid()} on" in msg, msg
+        assert f"{out}: another run is writing this pose h5 (pid {os.getpid()} on" in msg, msg
     assert out.read_bytes() == b"the running pack's earlier output"
     assert not (tmp_path / "out.h5.sldata-parts").exists()
