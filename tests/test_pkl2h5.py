@@ -468,3 +468,25 @@ def test_a_second_run_on_the_same_output_is_refused(pkls: Path, tmp_path: Path) 
         assert f"{out}: another run is writing this pose h5 (pid {os.getpid()} on" in msg, msg
     assert out.read_bytes() == b"the running pack's earlier output"
     assert not (tmp_path / "out.h5.sldata-parts").exists()
+
+
+def test_extract_pose_h5_on_a_full_disk_is_one_line_exit_2(full_disk: Path, tmp_path: Path) -> None:
+    """extract-pose --h5 packs through the same writer: the pkls are kept, the h5 is refused cleanly."""
+    import shutil
+
+    from tests.conftest import ROOT
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(ROOT / "tests" / "data" / "astronaut.mp4", videos / "astronaut.mp4")
+    filler = full_disk / "filler"
+    free = os.statvfs(full_disk).f_bavail * os.statvfs(full_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - 16 * 1024))  # 16 KiB left: less than one video's pose
+    out = full_disk / "poses.h5"
+    proc = run_cli("sldata", "extract-pose", videos, "-o", tmp_path / "poses", "-w", "1", "--h5", out)
+    assert_no_traceback(proc)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])  # was -11 (SIGSEGV)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out}: cannot write: no space left on device"), lines
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no h5, no temporary, no empty parts
+    assert (tmp_path / "poses" / "astronaut.pkl").is_file()
