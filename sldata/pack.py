@@ -164,22 +164,24 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
         resumed = {it.key for it in items} - {it.key for it in todo}  # packed by an earlier run, unchanged
         keep = set(resumed)
         jobs = [(it.path, it.key, it.rel, dtype, DEFAULT_COMPRESSION, loader) for it in todo]
+        by_key = {it.key: it for it in todo}
+        results = _run_pool(_encode_job, jobs, workers)  # workers fork before the progress bar's thread
         try:
-            results = _run_pool(_encode_job, jobs, workers)  # workers fork before the progress bar's thread
             progress.start("pkl2h5", total=len(items), unit="pkls")
             progress.advance(len(items) - len(todo))
             for job, res in results:
-                path, key, rel = job[0], job[1], job[2]
+                key, rel = job[1], job[2]
                 if isinstance(res, BaseException) or not res.get("ok"):
                     reason = (f"worker process died ({type(res).__name__}) while reading it" if
                               isinstance(res, BaseException) else res["reason"])
                     report.bad.append({"pkl": rel, "reason": reason})
                 else:
-                    parts.add(key, res, _entry(res, rel, path))
+                    parts.add(key, res, _entry(res, by_key[key]))
                     keep.add(key)
                 progress.advance(1)
             parts.checkpoint()
         finally:
+            results.close()  # on an error: stop the workers now
             parts.close_open()
             progress.finish()
             if parts.dir.is_dir() and not any(parts.dir.iterdir()):
@@ -190,7 +192,8 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
             shown = "; ".join(f"{b['pkl']}: {b['reason']}" for b in report.bad[:10])
             parts.remove()
             raise UserError(f"no usable pkl among {len(items)}: {shown}")
-        attrs, report.warnings[len(report.warnings):] = _provenance(entries.values())
+        attrs, notes = _provenance(entries.values())
+        report.warnings += notes
         report.resumed = sum(1 for k in entries if k in resumed)
         report.packed = len(entries)
         report.frames = sum(e["frames"] for e in entries.values())
@@ -283,7 +286,7 @@ def _run_pool(fn: Callable[[Any], Any], jobs: list, workers: int) -> Iterator[tu
     (`(job, exception)`) and the others are packed.
     """
     if not jobs:
-        return iter(())
+        return (_ for _ in ())
     return _pool_iter(fn, deque(jobs), workers, _new_pool(workers))  # the pool starts now, not on first next()
 
 
@@ -356,9 +359,10 @@ def _new_pool(workers: int):
     return pool
 
 
-def _entry(res: dict[str, Any], rel: str, path: str) -> dict[str, Any]:
-    st = os.stat(path)
-    return {"rel": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "kset": res["kset"],
+def _entry(res: dict[str, Any], item: PklItem) -> dict[str, Any]:
+    """What a part's index records of a packed pkl; size and mtime are those seen before reading it,
+    so a pkl changed while the run read it is packed again by the next run."""
+    return {"rel": item.rel, "size": item.size, "mtime_ns": item.mtime_ns, "kset": res["kset"],
             "frames": res["frames"], **res["prov"]}
 
 

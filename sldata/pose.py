@@ -375,6 +375,7 @@ class PoseH5Writer:
         self._tmp = self._ctx.__enter__()
         self._f = None
         self._failed: BaseException | None = None
+        self._held: list[Any] = []  # datasets written since the last flush
         with self._guard():
             if start_from is not None:
                 os.replace(start_from, self._tmp)
@@ -423,6 +424,7 @@ class PoseH5Writer:
                 os.dup2(null, fd)  # HDF5 keeps writing through fd; from now on into /dev/null
             finally:
                 os.close(null)
+            self._held.clear()
         except Exception:  # no descriptor to redirect: close will report, not crash, in every case seen
             pass
 
@@ -485,9 +487,16 @@ class PoseH5Writer:
                         ds.id.write_direct_chunk(offset, data, mask)
             for k, v in enc.attrs.items():
                 kp.attrs[k] = v
-            self._f.flush()
-            del kp, vis
+            # Chunks went straight to the file; the datasets are released only after a flush
+            # (see the class docstring), a flush every HOLD videos rather than every video.
+            self._held.append((kp, vis))
+            if len(self._held) >= self.HOLD:
+                self._f.flush()
+                self._held.clear()
         self.count += 1
+
+    #: Videos stored by add_encoded between two flushes.
+    HOLD = 32
 
     def copy_from(self, src: Any, key: str, *, flush: bool = True, check: bool = True) -> None:
         """Copy one video (both datasets, their attributes, their chunks as stored) from an open h5py.File.
@@ -510,6 +519,7 @@ class PoseH5Writer:
     def flush(self) -> None:
         with self._guard():
             self._f.flush()
+            self._held.clear()
 
     def close(self) -> Path:
         if self._failed is not None:
@@ -518,6 +528,7 @@ class PoseH5Writer:
         try:
             with self._guard():
                 self._f.flush()  # a failure here still finds the file open, so it can be poisoned
+                self._held.clear()
                 self._f.close()  # atomic_path fsyncs the file and its folder around the rename
         except BaseException as exc:
             self.abort()

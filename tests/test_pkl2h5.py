@@ -316,16 +316,16 @@ def test_a_worker_crash_is_that_pkls_failure(pkls: Path, tmp_path: Path) -> None
 
 def test_changed_pkls_are_packed_again_on_resume(tmp_path: Path) -> None:
     """Parts kept from a killed run hold a pkl's size and mtime; a pkl changed since is packed again."""
-    from sldata.pack import _encode_job, _entry, _Parts
+    from sldata.pack import PackReport, _encode_job, _entry, _items, _Parts
     from sldata.pose import load_pkl
 
     src = _many_pkls(tmp_path / "src", 6)
     out = tmp_path / "o.h5"
     parts_dir = tmp_path / "o.h5.sldata-parts"
     parts = _Parts(out, "float32", "lzf", 1e9)  # a killed run's state: 4 pkls in a complete part
-    for p in sorted(src.glob("*.pkl"))[:4]:
-        res = _encode_job((str(p), p.stem, p.name, "float32", "lzf", load_pkl))
-        parts.add(p.stem, res, _entry(res, p.name, str(p)))
+    for it in _items(sorted(src.glob("*.pkl"))[:4], src, PackReport("x")):
+        res = _encode_job((it.path, it.key, it.rel, "float32", "lzf", load_pkl))
+        parts.add(it.key, res, _entry(res, it))
     parts.checkpoint()
     assert len(list(parts_dir.glob("part-*.h5"))) == 1
     changed = src / "clip00001.pkl"
