@@ -13,6 +13,9 @@ that peak RSS can be seen not to grow with the corpus. Each command runs as a ch
 process timed with GNU time (peak RSS = the largest single process: the writer or
 one worker); the pkls are read once beforehand so every run reads from the page
 cache; runs alternate and the best of `--repeat` is kept. MB/s counts pkl bytes.
+CPU is user + system seconds of all the command's processes: on a loaded machine
+(the shared dev box) the wall-clock ratio mostly says how much CPU each process
+count was given, CPU says what the work costs.
 
     .venv/bin/python bench/pkl2h5.py [--videos 400,800] [--repeat 2] [--tmp /tmp]
 """
@@ -69,18 +72,18 @@ def bare_loop(src: str, out: str) -> None:
             vis.create_dataset(p.stem, data=c, chunks=(n, c.shape[1]), compression="lzf")
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
-    """(seconds, peak RSS in bytes of the largest process) of one command, via GNU time."""
+def timed(cmd: list[str], cwd: Path) -> tuple[float, int, float]:
+    """(seconds, peak RSS in bytes of the largest process, CPU seconds of all its processes), via GNU time."""
     rss_file = cwd / ".rss"
     t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd], cwd=cwd,
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", str(rss_file), *cmd], cwd=cwd,
                           capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    rss = int(rss_file.read_text().split()[-1]) * 1024
+    rss, user, sys_ = rss_file.read_text().split()[-3:]
     rss_file.unlink()
-    return dt, rss
+    return dt, int(rss) * 1024, float(user) + float(sys_)
 
 
 def main() -> None:
@@ -104,7 +107,7 @@ def main() -> None:
                   f"{time.perf_counter() - t0:.1f} s)")
             for p in src.iterdir():  # into the page cache: every run reads the same way
                 p.read_bytes()
-            runs: dict[str, list[tuple[float, int]]] = {"bare": [], "w1": [], "w2": []}
+            runs: dict[str, list[tuple[float, int, float]]] = {"bare": [], "w1": [], "w2": []}
             cmds = {"bare": [sys.executable, __file__, "--bare", str(src), "bare.h5"],
                     "w1": [sldata, "pkl2h5", str(src), "-o", "w1.h5", "-w", "1", "-q"],
                     "w2": [sldata, "pkl2h5", str(src), "-o", "w2.h5", "-w", "2", "-q"]}
@@ -116,8 +119,9 @@ def main() -> None:
             for name, label in (("bare", "bare h5py loop (1 process)"), ("w1", "pkl2h5 --workers 1"),
                                 ("w2", "pkl2h5 --workers 2")):
                 t, rss = min(r[0] for r in runs[name]), max(r[1] for r in runs[name])
+                cpu = min(r[2] for r in runs[name])
                 print(f"{label:<28}: {t:6.2f} s  {nbytes / t / 1e6:7.1f} MB/s  {frames / t:9.0f} frames/s  "
-                      f"peak RSS {rss / 1e6:6.1f} MB  x{bare_t / t:.2f} of bare")
+                      f"CPU {cpu:6.2f} s  peak RSS {rss / 1e6:6.1f} MB  x{bare_t / t:.2f} of bare")
         print(f"\nload average {os.getloadavg()[0]:.1f} at end")
         print("targets: --workers 1 >= 1.0x bare, --workers 2 >= 1.5x bare, peak RSS flat across corpus sizes")
     finally:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -351,7 +352,8 @@ def _new_pool(workers: int):
     import h5py
 
     fork_ok = ("fork" in mp.get_all_start_methods() and threading.active_count() == 1
-               and h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE) == 0)
+               and h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE) == 0
+               and not {"mediapipe", "cv2"} & set(sys.modules))  # their native threads: not fork-safe
     method = "fork" if fork_ok else ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_worker_init)
     if fork_ok:
