@@ -115,7 +115,7 @@ def main() -> None:
                 for name, cmd in cmds.items():
                     runs[name].append(timed(cmd, scratch))
                     (scratch / f"{name}.h5").unlink()
-            bare_t = min(t for t, _ in runs["bare"])
+            bare_t = min(r[0] for r in runs["bare"])
             for name, label in (("bare", "bare h5py loop (1 process)"), ("w1", "pkl2h5 --workers 1"),
                                 ("w2", "pkl2h5 --workers 2")):
                 t, rss = min(r[0] for r in runs[name]), max(r[1] for r in runs[name])

@@ -47,9 +47,6 @@ class MergeReport:
 def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
                progress: Progress | None = None) -> MergeReport:
     """Combine the pose h5 files `inputs` into `output` (SPEC §4, merge-pose)."""
-    import h5py
-
-
     paths = [Path(p) for p in inputs]
     output = Path(output)
     if not paths:
@@ -60,36 +57,47 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
     report = MergeReport(text_name(str(output)))
     with output_lock(output, "pose h5"):
         remove_stale_temporaries(output)
-        files = [_open(p) for p in paths]
+        infos = [_summary(p) for p in paths]  # one file open at a time: a job array may have 1000s
+        kset = _common_set(infos)
+        keys = _keys(infos)
+        attrs, report.warnings = _root_attrs(infos)
+        report.keypoint_set = kset
+        report.inputs = [{"file": text_name(str(i.path)), "videos": len(i.keys)} for i in infos]
+        attrs["merged_from"] = json.dumps([{"file": text_name(i.path.name), "videos": len(i.keys)} for i in infos])
+        total = sum(len(k) for k in keys)
+        progress.start(f"merge-pose → {output.name}", total=total, unit="videos")
+        w = PoseH5Writer(output, keypoint_set=kset, root_attrs=attrs, inputs=tuple(paths))
         try:
-            kset = _common_set(paths, files)
-            keys = _keys(paths, files)
-            attrs, report.warnings = _root_attrs(paths, files)
-            report.keypoint_set = kset
-            report.inputs = [{"file": text_name(str(p)), "videos": len(k)} for p, k in zip(paths, keys)]
-            attrs["merged_from"] = json.dumps([{"file": text_name(p.name), "videos": len(k)}
-                                               for p, k in zip(paths, keys)])
-            total = sum(len(k) for k in keys)
-            progress.start(f"merge-pose → {output.name}", total=total, unit="videos")
-            w = PoseH5Writer(output, keypoint_set=kset, root_attrs=attrs, inputs=tuple(paths))
-            try:
-                for p, f, ks in zip(paths, files, keys):
-                    for i, key in enumerate(ks):
-                        report.frames += _verify(p, f, key)
+            for info in infos:
+                with _open(info.path) as f:
+                    for i, key in enumerate(info.keys):
+                        report.frames += _verify(info.path, f, key)
                         w.copy_from(f, key, flush=(i % 256 == 255))
                         progress.advance(1)
-                w.close()
-            except BaseException:
-                w.abort()
-                raise
-            finally:
-                progress.finish()
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
         finally:
-            for f in files:
-                f.close()
+            progress.finish()
         fsync_dir(output.parent)
     report.videos = total
     return report
+
+
+@dataclass
+class _Input:
+    """What the checks need of one input, read with the file open only briefly."""
+
+    path: Path
+    kset: str | None
+    keys: list[str]
+    attrs: dict[str, Any]
+
+
+def _summary(path: Path) -> _Input:
+    with _open(path) as f:
+        return _Input(path, _file_set(f), sorted(f["keypoints"].keys()), dict(f.attrs.items()))
 
 
 def _check_inputs(paths: list[Path]) -> None:
@@ -131,8 +139,8 @@ def _file_set(f: Any) -> str | None:
     return None
 
 
-def _common_set(paths: list[Path], files: list[Any]) -> str:
-    sets = [(p, _file_set(f)) for p, f in zip(paths, files) if len(f["keypoints"])]
+def _common_set(infos: list[_Input]) -> str:
+    sets = [(i.path, i.kset) for i in infos if i.keys]
     names = {s for _, s in sets}
     if None in names:
         bad = next(p for p, s in sets if s is None)
@@ -141,26 +149,23 @@ def _common_set(paths: list[Path], files: list[Any]) -> str:
         shown = ", ".join(f"{text_name(p.name)}: {s}" for p, s in sets)
         raise UserError(f"the inputs hold different keypoint sets ({shown}); merge files of one set")
     if not names:
-        return _file_set(files[0]) or "openhands75"
+        return infos[0].kset or "openhands75"
     return names.pop()
 
 
-def _keys(paths: list[Path], files: list[Any]) -> list[list[str]]:
+def _keys(infos: list[_Input]) -> list[list[str]]:
     owner: dict[str, Path] = {}
     clashes: list[str] = []
-    keys: list[list[str]] = []
-    for p, f in zip(paths, files):
-        ks = sorted(f["keypoints"].keys())
-        for k in ks:
+    for info in infos:
+        for k in info.keys:
             if k in owner:
-                clashes.append(f"  {k}: {text_name(owner[k].name)}, {text_name(p.name)}")
+                clashes.append(f"  {k}: {text_name(owner[k].name)}, {text_name(info.path.name)}")
             else:
-                owner[k] = p
-        keys.append(ks)
+                owner[k] = info.path
     if clashes:
         raise UserError(f"{len(clashes)} key(s) occur in more than one input; nothing written:\n"
                         + "\n".join(clashes[:20]) + (f"\n  ... {len(clashes) - 20} more" if len(clashes) > 20 else ""))
-    return keys
+    return [i.keys for i in infos]
 
 
 def _verify(path: Path, f: Any, key: str) -> int:
@@ -173,11 +178,11 @@ def _verify(path: Path, f: Any, key: str) -> int:
         return int(kp.shape[0]) if kp.ndim else 0
 
 
-def _root_attrs(paths: list[Path], files: list[Any]) -> tuple[dict[str, Any], list[str]]:
+def _root_attrs(infos: list[_Input]) -> tuple[dict[str, Any], list[str]]:
     """The inputs' root attributes combined: MediaPipe versions joined, the rest kept when all agree."""
     values: dict[str, list[Any]] = {}
-    for f in files:
-        for k, v in f.attrs.items():
+    for info in infos:
+        for k, v in info.attrs.items():
             if k not in OWN_ATTRS:
                 values.setdefault(k, []).append(v)
     attrs: dict[str, Any] = {}
@@ -188,7 +193,7 @@ def _root_attrs(paths: list[Path], files: list[Any]) -> tuple[dict[str, Any], li
             attrs[k] = ", ".join(sorted(parts))
             if len(parts) > 1:
                 warnings.append(f"inputs come from several MediaPipe versions: {attrs[k]}")
-        elif len(vs) == len(files) and all(_same(vs[0], v) for v in vs[1:]):
+        elif len(vs) == len(infos) and all(_same(vs[0], v) for v in vs[1:]):
             attrs[k] = vs[0]
         else:
             warnings.append(f"root attribute {k!r} differs between inputs (or is missing from some); not kept")
