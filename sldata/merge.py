@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError
-from .io import check_output, fsync_dir, output_lock, reading, remove_stale_temporaries, text_name
+from .io import fsync_dir, output_lock, reading, remove_stale_temporaries, text_name
+from .pack import _check_output
 from .pose import KEYPOINT_SETS, PoseH5Writer, h5_error_reason, keypoint_set_for
 from .progress import NullProgress, Progress
 
@@ -52,7 +53,7 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
     if not paths:
         raise UserError("merge-pose needs at least one input h5")
     _check_inputs(paths)
-    check_output(output, inputs=paths, kind="file")
+    _check_output(output, paths)
     progress = progress or NullProgress()
     report = MergeReport(text_name(str(output)))
     with output_lock(output, "pose h5"):

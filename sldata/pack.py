@@ -234,8 +234,24 @@ def _items(pkls: Sequence[Path], root: Path, report: PackReport) -> list[PklItem
 
 
 def _check_output(output: Path, inputs: Sequence[Path]) -> None:
-    """The output rule before any work: never an input (path, symlink, hard link), never a directory."""
+    """The output rule before any work: never an input (path, symlink, hard link), never a directory,
+    and an existing file is replaced only when it is a pose h5 (an earlier output), never e.g. a
+    labels CSV given to `-o` by mistake."""
     check_output(output, inputs=inputs, kind="file")
+    if os.path.lexists(output) and not is_pose_h5(output):
+        raise UserError(f"{text_name(output)} exists and is not a pose h5; refusing to replace it "
+                        "(choose another output path, or remove it first)")
+
+
+def is_pose_h5(path: Path) -> bool:
+    """An HDF5 file with a `keypoints` group (ours or OpenHands')."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return isinstance(f.get("keypoints"), h5py.Group)
+    except (OSError, ValueError):
+        return False
 
 
 def _unchanged(entry: dict[str, Any] | None, item: PklItem) -> bool:

@@ -154,14 +154,16 @@ def test_mixed_extraction_options_warn_and_are_not_recorded(tmp_path: Path) -> N
 
 def test_existing_output_is_replaced_only_when_complete(pkls: Path, tmp_path: Path) -> None:
     out = tmp_path / "pose.h5"
-    out.write_bytes(b"old")
+    with h5py.File(out, "w") as f:  # an earlier output (OpenHands' layout: no attributes)
+        f.create_group("keypoints")
+    old = out.read_bytes()
     (pkls / "evil.pkl").write_bytes(pickle.dumps({"keypoints": _Evil(), "confidences": 0}))
     bad_only = tmp_path / "bad_only"
     bad_only.mkdir()
     (bad_only / "evil.pkl").write_bytes((pkls / "evil.pkl").read_bytes())
     with pytest.raises(UserError, match="no usable pkl among 1"):
         pkl2h5(bad_only, out)
-    assert out.read_bytes() == b"old"  # nothing usable: the old file stays, no temporary is left
+    assert out.read_bytes() == old  # nothing usable: the old file stays, no temporary is left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_only", "pkls", "pose.h5"]
     report = pkl2h5(pkls, out)
     assert report.packed == 3 and not report.ok
@@ -185,6 +187,19 @@ def test_unusable_inputs_exit_2(tmp_path: Path) -> None:
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in " ".join(proc.stderr.split()), proc.stderr
     assert not (tmp_path / "a.h5").exists()
+
+
+def test_an_output_that_is_not_a_pose_h5_is_never_replaced(pkls: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.train.csv"
+    labels.write_text("key,label\nvid_a,HELLO\n")
+    for cmd in (("pkl2h5", pkls), ("merge-pose", tmp_path / "x.h5")):
+        if cmd[0] == "merge-pose":
+            assert pkl2h5(pkls, tmp_path / "x.h5").ok
+        proc = run_cli("sldata", *cmd, "-o", labels)
+        assert_no_traceback(proc)
+        assert proc.returncode == 2, proc.stderr
+        assert f"{labels} exists and is not a pose h5; refusing to replace it" in " ".join(proc.stderr.split())
+    assert labels.read_text() == "key,label\nvid_a,HELLO\n"
 
 
 def test_output_that_is_an_input_pkl_is_refused(pkls: Path) -> None:
@@ -457,7 +472,8 @@ def test_a_second_run_on_the_same_output_is_refused(pkls: Path, tmp_path: Path) 
 
     out = tmp_path / "out.h5"
     assert pkl2h5(pkls, tmp_path / "a.h5").ok
-    out.write_bytes(b"the running pack's earlier output")
+    out.write_bytes((tmp_path / "a.h5").read_bytes())  # the running pack's earlier output
+    before = out.read_bytes()
     with output_lock(out, "pose h5"):
         runs = [run_cli("sldata", "pkl2h5", pkls, "-o", out),
                 run_cli("sldata", "merge-pose", tmp_path / "a.h5", "-o", out)]
@@ -466,7 +482,7 @@ def test_a_second_run_on_the_same_output_is_refused(pkls: Path, tmp_path: Path) 
         assert proc.returncode == 2, proc.stderr
         msg = " ".join(proc.stderr.split())
         assert f"{out}: another run is writing this pose h5 (pid {os.getpid()} on" in msg, msg
-    assert out.read_bytes() == b"the running pack's earlier output"
+    assert out.read_bytes() == before
     assert not (tmp_path / "out.h5.sldata-parts").exists()
 
 
