@@ -8,6 +8,7 @@ visibility `(F, N, 1)`) read the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -22,7 +23,7 @@ from schemas.pose import POSE_FORMAT
 
 from .errors import UserError
 from .h5 import H5Pool
-from .io import atomic_path, safe_unpickle
+from .io import atomic_path, safe_unpickle, text_name
 
 
 @dataclass(frozen=True)
@@ -382,10 +383,6 @@ class PoseH5Writer:
                  *, inputs: tuple[str | Path, ...] = (), start_from: str | Path | None = None):
         """start_from: a complete pose h5 of the same keypoint set that becomes this file's
         beginning (moved, not copied: pkl2h5 turns its largest part into the output this way)."""
-        import h5py
-
-        from . import __version__
-
         if dtype not in ("float32", "float16"):
             raise UserError(f"dtype must be float32 or float16, not {dtype!r}")
         self.path = Path(path)
@@ -397,12 +394,24 @@ class PoseH5Writer:
         self._f = None
         self._failed: BaseException | None = None
         self._held: list[Any] = []  # datasets written since the last flush
+        try:
+            self._open(start_from, root_attrs)
+        except BaseException:
+            self.abort()  # no temporary left behind, even when the very first write fails
+            raise
+        self.count = len(self._kp)
+
+    def _open(self, start_from: str | Path | None, root_attrs: dict[str, Any] | None) -> None:
+        import h5py
+
+        from . import __version__
+
         with self._guard():
             if start_from is not None:
                 os.replace(start_from, self._tmp)
                 self._f = h5py.File(self._tmp, "r+")
                 if _plain(self._f.attrs.get("keypoint_set")) != self.kset.name:
-                    raise UserError(f"{start_from}: not a pose h5 of {self.kset.name}")
+                    raise UserError(f"{text_name(start_from)}: not a pose h5 of {self.kset.name}")
                 self._kp, self._vis = self._f["keypoints"], self._f["visibility"]
             else:
                 self._f = h5py.File(self._tmp, "w")
@@ -411,28 +420,21 @@ class PoseH5Writer:
             attrs = {"format": POSE_FORMAT, "keypoint_set": self.kset.name, "sldata_version": __version__}
             attrs.update({k: v for k, v in (root_attrs or {}).items() if v is not None})
             self._set_attrs(attrs)
-        self.count = len(self._kp)
 
     # -- failure handling -----------------------------------------------------------
 
-    def _guard(self):
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
         """Run HDF5 writes; the first failure poisons the file and becomes a UserError."""
-        import contextlib
-
-        writer = self
-
-        @contextlib.contextmanager
-        def guard():
-            if writer._failed is not None:
-                raise UserError(f"{writer.path}: cannot write after an earlier failure")
-            try:
-                yield
-            except UserError:
-                raise
-            except (OSError, RuntimeError, ValueError, KeyError) as exc:
-                writer._poison(exc)
-                raise UserError(f"{writer.path}: cannot write: {h5_error_reason(exc)}") from None
-        return guard()
+        if self._failed is not None:
+            raise UserError(f"{text_name(self.path)}: cannot write after an earlier failure")
+        try:
+            yield
+        except UserError:
+            raise
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            self._poison(exc)
+            raise UserError(f"{text_name(self.path)}: cannot write: {h5_error_reason(exc)}") from None
 
     def _poison(self, exc: BaseException) -> None:
         self._failed = exc
