@@ -71,26 +71,6 @@ def register(app: typer.Typer) -> None:
         if not report.ok:
             raise typer.Exit(1)
 
-    @app.command("pkl2h5")
-    @user_errors
-    def pkl2h5(
-        pkl_dir: Path = typer.Argument(..., help="Folder of per-video pose pkls (searched recursively)."),
-        out: Path = typer.Option(..., "--out", "-o", help="The pose h5 to write (replaced atomically)."),
-        dtype: str = typer.Option("float32", "--dtype", help="float32 or float16."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-        json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    ) -> None:
-        """Pack per-video pkls into one pose h5 (keys = pkl stems); bad pkls are reported and skipped."""
-        from sldata.pack import pkl2h5 as pack
-
-        report = pack(pkl_dir, out, dtype=dtype, progress=RichProgress(quiet))
-        if json_out:
-            print_json(report.to_dict())
-        else:
-            _print_pack(report.to_dict())
-        if not report.ok:
-            raise typer.Exit(1)
-
 
 def _print_pack(r: dict) -> None:
     console.print(f"pkl2h5: packed {r['packed']} videos ({r['frames']} frames, {r['keypoint_set']}, {r['dtype']}) "
