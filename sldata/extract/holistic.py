@@ -154,11 +154,13 @@ def check_model_available(complexity: int) -> Path:
     """
     import importlib.util
 
+    from ..errors import require_extra
+
     if complexity not in POSE_LANDMARK_MODELS:
         raise UserError(f"--model-complexity must be 0, 1 or 2, not {complexity}")
+    require_extra("extract", "mediapipe", "cv2")  # before any work, not in every worker
     spec = importlib.util.find_spec("mediapipe")
-    if spec is None or not spec.submodule_search_locations:  # the CLI turns this into the install hint
-        raise ModuleNotFoundError("No module named 'mediapipe'", name="mediapipe")
+    assert spec is not None and spec.submodule_search_locations
     folder = Path(list(spec.submodule_search_locations)[0]) / "modules" / "pose_landmark"
     model = folder / POSE_LANDMARK_MODELS[complexity]
     if not model.is_file():
