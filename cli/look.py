@@ -152,10 +152,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def render(
-        pose: Path = typer.Argument(..., help="A pose h5, a pose pkl, or a directory of pkls."),
+        pose: Path = typer.Argument(..., readable=False,  # our own "FILE: permission denied", one line
+                                    help="A pose h5, a pose pkl, or a directory of pkls."),
         video_key: Optional[str] = typer.Argument(None, help="Video key (optional for a single pkl)."),
         out: Path = typer.Option(..., "-o", "--out", help="Output .png (one frame or a contact sheet), .gif or .mp4."),
-        video: Optional[Path] = typer.Option(None, "--video", help="Draw over this source video's frames."),
+        video: Optional[Path] = typer.Option(None, "--video", readable=False,
+                                             help="Draw over this source video's frames."),
         frames: Optional[str] = typer.Option(None, "--frames", help="Frame range A:B (end exclusive) or one frame A."),
         size: Optional[str] = typer.Option(None, "--size", help="Canvas WxH (default: the file's width/height, "
                                            "the video's, or 512x512)."),
@@ -187,7 +189,7 @@ def register(app: typer.Typer) -> None:
     @app.command("export-pose")
     @user_errors
     def export_pose(
-        pose: Path = typer.Argument(..., help="A pose h5."),
+        pose: Path = typer.Argument(..., readable=False, help="A pose h5."),
         to: str = typer.Option("pose", "--to", help="Target format: pose (pose-format .pose files)."),
         out: Path = typer.Option(..., "-o", "--out", help="Directory for one KEY.pose per video."),
         normalized: bool = typer.Option(False, "--normalized", help="Keep MediaPipe's normalised coordinates "
@@ -211,7 +213,8 @@ def register(app: typer.Typer) -> None:
     @app.command("import-pose")
     @user_errors
     def import_pose(
-        src: Path = typer.Argument(..., help="A directory of pose-format .pose files (or one file)."),
+        src: Path = typer.Argument(..., readable=False,
+                                   help="A directory of pose-format .pose files (or one file)."),
         out: Path = typer.Option(..., "-o", "--out", help="The pose h5 to write."),
         keypoints: str = typer.Option("auto", "--keypoints", help="auto, openhands75 or holistic543 "
                                       "(auto: holistic543 when every file has the 468-point face)."),
