@@ -218,7 +218,7 @@ def test_import_pose_non_utf8_name_gets_an_escaped_key(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "back.h5", "r") as f:
         assert sorted(f["keypoints"]) == ["caf\\xe9", "other"]  # valid UTF-8: \xNN spelled out
         source = f["keypoints"]["caf\\xe9"].attrs["source"]  # the name as it was, byte for byte
-        assert os.fsencode(source) if isinstance(source, str) else bytes(source) == b"caf\xe9.pose"
+        assert (os.fsencode(source) if isinstance(source, str) else bytes(source)) == b"caf\xe9.pose"
     assert tree_hash(tmp_path / "poses") == before
     # the escaped key is an ordinary key for every other command
     proc = run_cli("sldata", "render", tmp_path / "back.h5", "caf\\xe9", "-o", tmp_path / "c.png")
@@ -462,3 +462,44 @@ def test_kill_9_mid_render_leaves_only_what_a_rerun_removes(tmp_path: Path, with
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in dst.iterdir()) == [out] and not leftovers(dst)
     assert tree_hash(tmp_path)["p.h5"] == before["p.h5"]
+
+
+# --- the generic pieces added to sldata.io for these commands -----------------------------
+
+def test_io_names_the_output_not_its_temporary(tmp_path: Path) -> None:
+    """ENOSPC from a write has no file name; a refused open names the temporary: both name the output."""
+    import errno
+
+    from sldata.io import atomic_path, check_name, make_parent
+
+    with pytest.raises(OSError) as info:
+        with atomic_path(tmp_path / "x.png", kind="file") as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert info.value.filename == str(tmp_path / "x.png")
+    with pytest.raises(OSError) as info:
+        with atomic_path(tmp_path / "y.png", kind="file") as tmp:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp))
+    assert info.value.filename == str(tmp_path / "y.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(NotADirectoryError) as nd:
+        make_parent(tmp_path / "f" / "x.png")
+    assert nd.value.filename == str(tmp_path / "f")
+    with pytest.raises(OSError) as long:
+        check_name(tmp_path / ("x" * 256))
+    assert long.value.errno == errno.ENAMETOOLONG
+    check_name(tmp_path / ("x" * 255))
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    from sldata.io import output_lock
+
+    src = pose_h5(tmp_path / "p.h5")
+    export_pose(src, tmp_path / "poses")
+    for args, out in ((["render", src, "clip", "-o", tmp_path / "x.gif"], tmp_path / "x.gif"),
+                      (["import-pose", tmp_path / "poses", "-o", tmp_path / "i.h5"], tmp_path / "i.h5"),
+                      (["export-pose", src, "-o", tmp_path / "again"], tmp_path / "again")):
+        with output_lock(out, "test"):  # a run in progress (this process) holds the output
+            one_line_error(run_cli("sldata", *args), "another run is writing this", f"pid {os.getpid()}")
+        assert not out.exists()
