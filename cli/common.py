@@ -55,7 +55,8 @@ def user_errors(fn: F) -> F:
     UserError (bad input or option) and the environment's errors (OSError by errno:
     permission, disk full, a path below a file, a name too long, a read-only file
     system, an HDF5 read or filter failure) exit 2 with a message naming the file;
-    input nested too deeply exits 2; Ctrl-C exits 130. Anything else is a bug and
+    input nested too deeply exits 2; a module of a missing extra (torch, mediapipe,
+    ...) exits 2 with the `pip install 'sldata[EXTRA]'` line; Ctrl-C exits 130. Anything else is a bug and
     keeps its traceback.
     """
 
@@ -63,7 +64,7 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from rich.markup import escape
 
-        from sldata.errors import UserError, describe_os_error
+        from sldata.errors import UserError, describe_missing_module, describe_os_error
 
         safe_streams()
         try:
@@ -78,6 +79,11 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(0) from None
         except OSError as exc:
             raise fail(escape(describe_os_error(exc))) from None
+        except ModuleNotFoundError as exc:
+            hint = describe_missing_module(exc)
+            if hint is None:
+                raise
+            raise fail(escape(hint)) from None
         except RecursionError:
             raise fail("an input is nested too deeply to process (e.g. a JSON file with "
                        "thousands of nested brackets)") from None

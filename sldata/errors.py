@@ -82,3 +82,31 @@ def describe_os_error(exc: OSError) -> str:
     if exc.filename2 is not None:
         where = f"{where} -> {text_name(exc.filename2)}"
     return f"{where}: {what}" if where else what
+
+
+#: Which extra brings a module that only some commands need (pyproject.toml).
+EXTRA_OF = {
+    "mediapipe": "extract", "cv2": "look", "matplotlib": "look", "PIL": "look",
+    "torch": "train", "tensorboard": "train", "transformers": "llava", "sacrebleu": "llava",
+    "tokenizers": "llava", "safetensors": "llava", "pose_format": "pose-format", "ray": "ray",
+}
+
+
+def describe_missing_module(exc: ModuleNotFoundError) -> str | None:
+    """The install hint for a module an extra provides; None for any other (a real bug)."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF.get(top)
+    if extra is None:
+        return None
+    return (f"this command needs the '{extra}' extra ({top} is not installed): "
+            f"pip install 'sldata[{extra}]'")
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Refuse (exit 2, before any work) a command whose extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"this command needs the '{extra}' extra ({', '.join(missing)} not installed): "
+                        f"pip install 'sldata[{extra}]'")

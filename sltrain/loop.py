@@ -357,6 +357,7 @@ def _save(recipe: Recipe, model: torch.nn.Module, optimizer: torch.optim.Optimiz
           prog: ckpt.TrainProgress, cfg: TrainConfig, info: D.DistInfo, out: Path, path: Path) -> None:
     if info.is_main:
         ckpt.save_checkpoint(path, _payload(recipe, model, optimizer, scheduler, prog, cfg))
+        recipe.checkpoint_saved(path, model)
     D.barrier()
 
 
@@ -387,4 +388,5 @@ def _evaluate(recipe: Recipe, model: torch.nn.Module, autocast: Callable, prog: 
                         "recipe": recipe.cfg.recipe, "model": recipe.model_state_for_checkpoint(model),
                         "progress": prog.to_dict(), "extra": recipe.checkpoint_extra(),
                         "config": recipe.cfg.model_dump(mode="json"), "metrics": values})
+                    recipe.checkpoint_saved(ckpt.best_path(out), model)
     D.barrier()

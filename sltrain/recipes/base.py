@@ -15,7 +15,7 @@ resume, metrics (`sltrain.metrics`), the progress bar. The call order is::
         loss, metrics = recipe.training_step(model, batch)   # under autocast; batch on device
     every trainer.eval_every steps (rank 0):  recipe.evaluate(raw_model) -> {name: float}
     every trainer.save_every steps:  recipe.model_state_for_checkpoint(raw_model),
-                                     recipe.checkpoint_extra()
+                                     recipe.checkpoint_extra(), then recipe.checkpoint_saved(path, raw_model)
     sltrain evaluate:  recipe.run_evaluation(checkpoint_path, split, out_dir) -> summary dict
 
 Rules for implementers:
@@ -108,6 +108,9 @@ class Recipe:
     def load_model_state(self, model: "torch.nn.Module", state: dict[str, Any]) -> None:
         """Inverse of `model_state_for_checkpoint` (used on resume)."""
         model.load_state_dict(state)
+
+    def checkpoint_saved(self, path: Path, model: "torch.nn.Module") -> None:
+        """Called on rank 0 after checkpoint `path` is written (sign_llava exports beside it)."""
 
     # --- evaluation command -----------------------------------------------------------
     def default_eval_split(self) -> str:
