@@ -307,8 +307,12 @@ def render(pose: str | Path, key: str | None, out: str | Path, *, video: str | P
     file, a pkl or the `--video` (hard and symbolic links included), never an
     existing directory. `fps` (default: the file's, else 25) sets GIF/MP4 speed.
     """
+    from .errors import require_extra
+
     out = Path(out)
     kind = check_options(out, sheet, fps, min_conf)
+    require_extra("look", "cv2", "PIL")  # before any work: exit 2 with the install line
+    require_extra("extract", "mediapipe")  # the edges are MediaPipe's own connection sets
     video = Path(video) if video is not None else None
     named = [Path(pose)] + ([video] if video is not None else [])
     check_output(out, inputs=named, kind="file")
