@@ -242,18 +242,6 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike]
         raise UserError(f"{text_name(path)} already exists")
 
 
-def make_parent(path: Path) -> None:
-    """Create the directory an output goes in; a regular file in its place is ENOTDIR, named.
-
-    `mkdir(exist_ok=True)` reports that case as FileExistsError ("already exists"),
-    which reads as if the output existed.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(path.parent)) from None
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
                 inputs: Iterable[str | os.PathLike] = (), kind: str | None = None,
@@ -269,6 +257,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
     path = Path(path)
     inputs = list(inputs)
     check_output(path, inputs=inputs, kind=kind, overwrite=overwrite, owned=owned)
+    check_name(path)
     make_parent(path)
     remove_stale_temporaries(path)
     tmp = tmp_name(path)
@@ -295,23 +284,52 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
         else:
             os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if isinstance(exc, OSError):
+            _name_output(exc, path, tmp)
         raise
     finally:
         _LIVE.discard(str(tmp))
 
 
+def check_name(path: str | os.PathLike) -> None:
+    """ENAMETOOLONG (naming the file) before any work when the output's name cannot exist."""
+    if len(os.fsencode(Path(path).name)) > NAME_MAX:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), os.fspath(path))
+
+
+def make_parent(path: str | os.PathLike) -> None:
+    """Create the parent directories of an output; a regular file on the way is ENOTDIR.
+
+    (`mkdir` says EEXIST, "already exists", when the parent itself is a file,
+    which reads as if the output existed.)
+    """
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(parent)) from None
+
+
+def _name_output(exc: OSError, path: Path, tmp: Path) -> None:
+    """Let an environment error name the output, not nothing or its temporary.
+
+    A write on a full disk raises ENOSPC without a file name, and an open that
+    is refused names the temporary; the user knows the output's name.
+    """
+    if exc.errno is None:
+        return  # h5py's errors carry the name in their text
+    name = exc.filename
+    if name is None or os.fsdecode(name).startswith(str(tmp)):
+        exc.filename = os.fspath(path)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, **rule: Any) -> None:
     """Write a whole file atomically (see `atomic_path` for `rule`)."""
     with atomic_path(path, kind="file", **rule) as tmp:
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-        except OSError as exc:  # a failed write or close (disk full) names no file: name the output
-            if exc.filename is None and exc.errno:
-                raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
-            raise
+        with open(tmp, "wb") as fh:
+            fh.write(data)
 
 
 # --- one writer at a time ---------------------------------------------------------------
@@ -346,7 +364,11 @@ def output_lock(path: str | os.PathLike, what: str = "output") -> Iterator[None]
     lock = lock_path(path)
     make_parent(lock)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # name the output the user gave, not its hidden lock file
+            exc.filename = os.fspath(path)
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
