@@ -11,7 +11,10 @@ optimizer and schedule. Also a linear probe of each encoder (frozen; only the
 head trains). Prints dev top-1 as mean ± std over seeds, and the pretext
 diagnostics of each DPC variant (`pretext_top1_video` / `pretext_top1_step`).
 
-    .venv/bin/python bench/islr_pretrain_vs_scratch.py --jobs 3   # ~35 min on 2 busy cores
+    .venv/bin/python bench/islr_pretrain_vs_scratch.py --jobs 3   # the default DPC (same_video), 600 steps
+    .venv/bin/python bench/islr_pretrain_vs_scratch.py --jobs 3 --pretrain-steps 200 \
+        --dpc batch:window,batch,same_video,both                   # every negatives choice, and the old per-window draw
+    .venv/bin/python bench/islr_pretrain_vs_scratch.py --probe-only --work DIR --dpc ...   # signer/motion probe
     .venv/bin/python bench/islr_pretrain_vs_scratch.py --quick    # smoke run of the script
 """
 
@@ -49,6 +52,52 @@ def subset_labels(src: Path, dst_dir: Path, per_class: int) -> Path:
     return out
 
 
+def feature_probe(ckpt: Path | None, pose: Path, labels: list[Path], encoder: dict[str, Any], seq_len: int,
+                  seed: int = 0) -> dict[str, float]:
+    """What a frozen encoder's clip features tell: the signer, or the motion (class)?
+
+    Every labeled video (train + dev: all signers) is embedded by the frozen
+    encoder + GRU (random weights when `ckpt` is None); a logistic regression is
+    fit on a random half and scored on the other half, once for the signer and
+    once for the class. Chance is 1/#signers and 1/#classes.
+    """
+    import csv
+
+    import torch
+
+    from schemas.config import PoseTransformConfig, STGCNConfig
+    from sltrain.data.labeled_pose import LabeledPoseDataset, LabeledSplit
+    from sltrain.data.transforms import PoseTransform
+    from sltrain.models.classifier import SignClassifier, load_encoder
+
+    rows = [r for p in labels for r in csv.DictReader(open(p, newline="", encoding="utf-8"))]
+    torch.manual_seed(seed)
+    model = SignClassifier(2, "openhands27", STGCNConfig(**encoder), 1, 2, seq_len)
+    if ckpt is not None:
+        load_encoder(model, torch.load(ckpt, weights_only=True)["model"], ckpt)
+    split = LabeledSplit("all", [r["key"] for r in rows], [r["label"] for r in rows], [0] * len(rows))
+    ds = LabeledPoseDataset(pose, split, 8 * seq_len, PoseTransform(PoseTransformConfig(), train=False))
+    with torch.no_grad():
+        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        feats = model.eval().features(x)
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(rows), generator=g)
+    fit, test = perm[: len(rows) // 2], perm[len(rows) // 2:]
+    out = {}
+    for what, col in (("signer", "signer"), ("motion", "label")):
+        names = sorted({r[col] for r in rows})
+        y = torch.tensor([names.index(r[col]) for r in rows])
+        head = torch.nn.Linear(feats.shape[1], len(names))
+        opt = torch.optim.Adam(head.parameters(), lr=0.05, weight_decay=1e-3)
+        for _ in range(300):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(head(feats[fit]), y[fit]).backward()
+            opt.step()
+        out[f"probe_{what}"] = (head(feats[test]).argmax(1) == y[test]).float().mean().item()
+    return out
+
+
 _JOB: Any = None  # the per-seed closure, inherited by forked workers
 
 
@@ -69,14 +118,16 @@ def main() -> None:
     ap.add_argument("--dev-per-class", type=int, default=15)
     ap.add_argument("--unlabeled", type=int, default=300, help="unlabeled videos for DPC")
     ap.add_argument("--signers", type=int, default=16, help="signers of the unlabeled videos")
-    ap.add_argument("--pretrain-steps", type=int, default=200)
-    ap.add_argument("--dpc", default="batch,same_video,both",
+    ap.add_argument("--pretrain-steps", type=int, default=600)
+    ap.add_argument("--dpc", default="same_video",
                     help="DPC variants: NEGATIVES[:window] (window: augmentation drawn per window)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs")
     ap.add_argument("--work", type=Path, default=None, help="keep files here (default: a temp dir)")
+    ap.add_argument("--probe-only", action="store_true",
+                    help="only the frozen-feature signer/motion probe of the checkpoints already in --work")
     a = ap.parse_args()
     levels = [int(x) for x in a.per_class.split(",")]
     ft_steps = dict(zip(levels, (int(x) for x in a.finetune_steps.split(","))))
@@ -101,6 +152,21 @@ def main() -> None:
     seq_len = 4
 
     t0 = time.perf_counter()
+    if a.probe_only:
+        signs_dir = a.work / "signs"
+        lab = [signs_dir / "labels.train.csv", signs_dir / "labels.dev.csv"]
+        print(f"{'encoder':<18} {'seed':<5} probe_signer  probe_motion")
+        table: dict[str, list[dict[str, float]]] = {}
+        for v in ["random", *variants]:
+            for seed in range(a.seeds):
+                ck = None if v == "random" else sorted(
+                    (a.work / f"dpc_{v.replace(':', '_')}_{seed}" / "checkpoints").glob("step_*.pt"))[-1]
+                r = feature_probe(ck, signs_dir / "poses.h5", lab, encoder, seq_len, seed)
+                table.setdefault(v, []).append(r)
+                print(f"{v:<18} {seed:<5} {r['probe_signer']:.3f}         {r['probe_motion']:.3f}", flush=True)
+        for v, rs in table.items():
+            print(f"{v:<18} mean  {mean_sd([r['probe_signer'] for r in rs])}  {mean_sd([r['probe_motion'] for r in rs])}")
+        return
     unlabeled = write_unlabeled(work / "unlabeled.h5", videos=a.unlabeled, seed=100, classes=a.classes,
                                 signers=a.signers)
     signs = write_labeled(work / "signs", classes=a.classes, seed=200,
