@@ -165,7 +165,8 @@ def main() -> None:
                 table.setdefault(v, []).append(r)
                 print(f"{v:<18} {seed:<5} {r['probe_signer']:.3f}         {r['probe_motion']:.3f}", flush=True)
         for v, rs in table.items():
-            print(f"{v:<18} mean  {mean_sd([r['probe_signer'] for r in rs])}  {mean_sd([r['probe_motion'] for r in rs])}")
+            sig, mot = mean_sd([r["probe_signer"] for r in rs]), mean_sd([r["probe_motion"] for r in rs])
+            print(f"{v:<18} mean  {sig}  {mot}")
         return
     unlabeled = write_unlabeled(work / "unlabeled.h5", videos=a.unlabeled, seed=100, classes=a.classes,
                                 signers=a.signers)
@@ -200,7 +201,8 @@ def main() -> None:
         steps = ft_steps[level]
         res = train(build_config({
             "recipe": "islr",
-            "data": {"pose": str(signs.pose), "labels": {"train": str(train_labels[level]), "dev": str(signs.labels["dev"])},
+            "data": {"pose": str(signs.pose),
+                     "labels": {"train": str(train_labels[level]), "dev": str(signs.labels["dev"])},
                      "eval_split": "dev", "num_frames": 8 * seq_len, "seq_len": seq_len,
                      "transform": {**joints, "shear": 0.1, "rotation_deg": 6}},
             "model": model,
@@ -259,7 +261,8 @@ def main() -> None:
     print(f"{'DPC variant':<18} {'loss first -> last':<20} {'top1':<16} {'pretext_top1_video':<20} pretext_top1_step")
     for v in variants:
         ds = diags[v]
-        print(f"{v:<18} {statistics.mean(d['first_loss'] for d in ds):.3f} -> {statistics.mean(d['loss'] for d in ds):.3f}"
+        first, last = statistics.mean(d["first_loss"] for d in ds), statistics.mean(d["loss"] for d in ds)
+        print(f"{v:<18} {first:.3f} -> {last:.3f}"
               f"       {mean_sd([d['top1'] for d in ds]):<16} {mean_sd([d['pretext_top1_video'] for d in ds]):<20} "
               f"{mean_sd([d['pretext_top1_step'] for d in ds])}")
     print("(chance: pretext_top1_video 1/32, pretext_top1_step 1/2)")

@@ -20,8 +20,10 @@ class DPCAugment(Strict):
 
     per: Literal["block", "window"] = Field(
         "block", description="draw a new shear/rotation for every block (OpenHands), or one per window")
-    shear_std: float = Field(0.1, ge=0, description="shear factor ~ N(0, shear_std) on one axis (OpenHands 0.1); 0: off")
-    rotation_std: float = Field(0.1, ge=0, le=3.2, description="rotation angle ~ N(0, rotation_std) radians (OpenHands 0.1); 0: off")
+    shear_std: float = Field(0.1, ge=0,
+                             description="shear factor ~ N(0, shear_std) on one axis (OpenHands 0.1); 0: off")
+    rotation_std: float = Field(0.1, ge=0, le=3.2,
+                                description="rotation angle ~ N(0, rotation_std) radians (OpenHands 0.1); 0: off")
     normalize: Literal["window", "block"] = Field(
         "window", description="shoulder centre-and-scale once per window (data.transform.normalize), or per block")
 

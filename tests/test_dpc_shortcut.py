@@ -55,7 +55,8 @@ def test_augmentation_is_drawn_per_block_by_default_and_per_window_on_request() 
     assert not np.allclose(shared[0], BlockTransform(_cfg(), train=False)(kp)[0])  # ...but it did augment
     # evaluation (train=False) and zero std: no augmentation at all
     plain = BlockTransform(_cfg(), train=False)(kp)
-    assert np.allclose(plain, plain[:1]) and np.array_equal(BlockTransform(_cfg(shear_std=0, rotation_std=0))(kp), plain)
+    assert np.allclose(plain, plain[:1])
+    assert np.array_equal(BlockTransform(_cfg(shear_std=0, rotation_std=0))(kp), plain)
 
 
 def test_block_affines_follow_openhands_distribution() -> None:
@@ -151,7 +152,8 @@ def test_padding_never_makes_a_static_future(tmp_path: Path) -> None:
             assert len(np.unique(w[-future:])) == future  # every future frame is a distinct, real frame
             assert not np.isin(w[-future:], w[:-future]).any()  # none of them is a copy of the context
     w = read_window(pose, "v1", 9, 0, cfg)[:, 0, 0]
-    assert np.allclose(w, [1.001] * 5 + [1.001, 1.003, 1.005, 1.007, 1.009])  # padding repeats the first frame, before it
+    # padding repeats the first frame, before the video
+    assert np.allclose(w, [1.001] * 5 + [1.001, 1.003, 1.005, 1.007, 1.009])
     assert index_videos(pose, cfg.model_copy(update={"short_videos": "skip"})).keys == ["v0"]
 
 

@@ -97,7 +97,8 @@ def info_nce(pred: torch.Tensor, target: torch.Tensor, temperature: float = 0.1,
 
 
 @torch.no_grad()
-def pretext_diagnostics(pred: torch.Tensor, target: torch.Tensor, similarity: str = "cosine") -> dict[str, torch.Tensor]:
+def pretext_diagnostics(pred: torch.Tensor, target: torch.Tensor,
+                        similarity: str = "cosine") -> dict[str, torch.Tensor]:
     """`top1_video` (best candidate of the batch is from the right video; chance 1/B) and
     `top1_step` (right step among the P candidates of the right video; chance 1/P)."""
     b, p = pred.shape[:2]
