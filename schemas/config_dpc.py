@@ -56,11 +56,6 @@ class DPCData(Strict):
         """Frames of the source video one window spans."""
         return self.num_seq * self.seq_len * self.downsample
 
-    @property
-    def future_frames(self) -> int:
-        """Frames of the source video the `pred_step` future blocks span."""
-        return self.pred_step * self.seq_len * self.downsample
-
 
 class DPCModel(Strict):
     encoder: STGCNConfig = Field(default_factory=STGCNConfig)
