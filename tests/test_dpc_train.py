@@ -29,7 +29,7 @@ from tests.conftest import BIN, assert_no_traceback, run_cli
 TINY = {
     "recipe": "dpc",
     "data": {"path": "poses.h5", "num_seq": 4, "seq_len": 4, "downsample": 1, "pred_step": 2,
-             "windows_per_video": 4, "transform": {"shear": 0.1, "rotation_deg": 10}},
+             "windows_per_video": 4, "augment": {"shear_std": 0.1, "rotation_std": 0.15}},
     "model": {"encoder": {"channels": [8, 16], "temporal_kernel": 3}},
     "optim": {"lr": 0.003, "warmup_steps": 2},
     "trainer": {"out_dir": "run", "max_steps": 6, "batch_size": 4, "num_workers": 0, "device": "cpu", "threads": 1,
@@ -72,7 +72,7 @@ def test_a_few_steps_lower_the_loss_on_a_repeated_batch(poses: Path, tmp_path: P
     finally:
         torch.set_num_threads(threads)
     assert losses[-1] < 0.5 * losses[0], losses
-    assert float(metrics["top1"]) >= 0.5, losses  # chance is 1/12
+    assert float(metrics["top1"]) >= 0.75, losses  # same-video negatives over 2 steps: chance is 1/2
 
 
 def test_pretrain_cli_writes_config_metrics_tensorboard_and_checkpoints(poses: Path, tmp_path: Path) -> None:
@@ -88,10 +88,17 @@ def test_pretrain_cli_writes_config_metrics_tensorboard_and_checkpoints(poses: P
     assert resolved.data.path == poses and resolved.trainer.max_steps == 6 and resolved.optim.lr == 0.003
     rows = read_csv(run / "train.csv")
     assert [int(r["step"]) for r in rows] == list(range(1, 7))
-    assert {"loss", "top1", "lr", "windows_per_s", "data_wait"} <= set(rows[0])
+    assert {"loss", "top1", "pretext_top1_video", "pretext_top1_step", "lr", "windows_per_s", "data_wait"} <= set(rows[0])
+    for r in rows:  # the diagnostics are accuracies, logged every step
+        assert 0 <= float(r["pretext_top1_video"]) <= 1 and 0 <= float(r["pretext_top1_step"]) <= 1
     assert all(0 <= float(r["data_wait"]) <= 1 for r in rows)
     assert float(rows[0]["lr"]) == pytest.approx(0.0015)  # warm-up step 1 of 2
-    assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(events[0])).Reload().Tags()["scalars"]
+    assert {"train/pretext_top1_video", "train/pretext_top1_step", "train/loss"} <= set(tags)
     assert [s for s, _ in list_step_checkpoints(run)] == [3, 6]
     state = load_checkpoint(run / "checkpoints" / "step_00000006.pt")
     assert state["progress"]["step"] == 6 and state["recipe"] == "dpc"
@@ -172,7 +179,7 @@ def test_short_videos_are_padded_and_counted(tmp_path: Path) -> None:
     with PoseH5Writer(path) as w:
         for i, n in enumerate([9, 12, 40]):
             w.add(f"s{i}", PoseSample(rng.random((n, 75, 3), dtype=np.float32), np.ones((n, 75), np.float32)))
-    cfg = load_config(_cfg_file(tmp_path, data={"path": str(path), "min_frames": 10}),
+    cfg = load_config(_cfg_file(tmp_path, data={"path": str(path), "min_frames": 10, "short_videos": "pad"}),
                       [f"trainer.out_dir={tmp_path / 'run'}", "trainer.max_steps=2"])
     lines: list[str] = []
     result = train(cfg, log=lines.append)
