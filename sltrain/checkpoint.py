@@ -8,10 +8,16 @@ Layout under `trainer.out_dir`::
 Each file is written to a temporary sibling and renamed (`sldata.io.atomic_path`),
 so a file named `step_*.pt` is always complete; `resume: auto` takes the newest one
 that loads. Files load with `torch.load(weights_only=True)`: nothing in them runs code.
+
+RNG states are per rank (`rng_ranks`, one entry per process, in rank order): under
+torchrun each rank draws its own dropout masks, and a resume restores each rank's
+own state, so a resumed run repeats the uninterrupted one exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pickle
 import random
@@ -19,7 +25,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -67,6 +73,7 @@ def best_path(out_dir: Path) -> Path:
 # --- RNG ---------------------------------------------------------------------------
 
 def rng_state() -> dict[str, Any]:
+    """This process's RNG states (CUDA: its current device only, never waking the others)."""
     keys, pos, has_gauss, cached = np.random.get_state()[1:]
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -74,8 +81,8 @@ def rng_state() -> dict[str, Any]:
                   "has_gauss": int(has_gauss), "cached": float(cached)},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -84,8 +91,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):  # version-1 checkpoints held every device's state
+            dev = torch.cuda.current_device()
+            cuda = cuda[dev] if dev < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
+
+
+def rank_rng_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, Any] | None:
+    """The RNG state `rank` saved in checkpoint `state`; None when the run had another world size
+    (or predates per-rank states and `rank` is not 0)."""
+    ranks = state.get("rng_ranks")
+    if ranks is not None:
+        return ranks[rank] if len(ranks) == world_size else None
+    return state.get("rng") if rank == 0 and world_size == 1 else None
 
 
 def _tuples(x: Any) -> Any:
@@ -94,14 +115,58 @@ def _tuples(x: Any) -> Any:
 
 # --- files -------------------------------------------------------------------------
 
+def write_error(path: Path, exc: OSError, what: str = "") -> UserError:
+    """A one-line UserError for a failed write of `path` (disk full, permissions, ...)."""
+    reason = exc.strerror or str(exc)
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "; free some space and rerun (resume: auto continues from the last complete checkpoint)"
+    return UserError(f"{path}: cannot write{what}: {reason}{hint}")
+
+
+class _RecordWrites:
+    """File wrapper that keeps the OSError of a failed write.
+
+    torch.save turns a failed write into a RuntimeError about zip positions; the
+    recorded OSError (e.g. ENOSPC) is what the user needs to hear.
+    """
+
+    def __init__(self, fh: Any):
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """torch.save under a temporary name, fsync, rename: never a half-written `path`."""
+    """torch.save under a temporary name, fsync, rename: never a half-written `path`.
+
+    A failed write (disk full) removes the temporary, leaves earlier checkpoints
+    as they were and raises a one-line UserError naming `path`.
+    """
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    rec: _RecordWrites | None = None
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                rec = _RecordWrites(fh)
+                torch.save(payload, rec)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    except RuntimeError:
+        if rec is not None and rec.error is not None:
+            raise write_error(path, rec.error) from None
+        raise
     return path
 
 
@@ -153,6 +218,50 @@ def clean_temporaries(out_dir: Path) -> None:
         for p in d.iterdir():
             if TMP_MARK in p.name and p.is_file():
                 p.unlink(missing_ok=True)
+
+
+# --- the out_dir lock (until sldata.io.output_lock is on main) -----------------------------
+
+LOCK_NAME = ".sltrain.lock"
+
+
+@contextlib.contextmanager
+def output_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on directory `path`; a second holder gets a UserError naming the first.
+
+    flock on `path/.sltrain.lock`: released by the kernel when the holder exits or is
+    killed, so a crashed run never leaves a stale lock behind.
+    """
+    import fcntl
+    import json
+    import socket
+    import time
+
+    lock = Path(path) / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise write_error(lock, exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+                who = f"pid {holder['pid']} on {holder['host']} since {holder['since']}"
+            except (ValueError, KeyError, TypeError):
+                who = "another process"
+            raise UserError(f"{path}: in use by {what} ({who}); wait for it to finish "
+                            f"or choose another trainer.out_dir") from None
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}).encode(), 0)
+        except OSError as exc:
+            raise write_error(lock, exc) from None
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def prune(out_dir: Path, keep_last: int) -> None:

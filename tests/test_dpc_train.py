@@ -24,7 +24,7 @@ from sltrain.config import build_config, load_config
 from sltrain.loop import train
 from sltrain.metrics import read_csv
 from sltrain.recipes import build_recipe
-from tests.conftest import BIN, assert_no_traceback, run_cli
+from tests.conftest import BIN, ROOT, assert_no_traceback, run_cli
 
 TINY = {
     "recipe": "dpc",
@@ -181,11 +181,23 @@ def test_short_videos_are_padded_and_counted(tmp_path: Path) -> None:
     assert any("videos 3, used 2, padded 1, skipped_short 0, skipped_empty 1" in ln for ln in lines), lines
 
 
-def test_torchrun_two_cpu_processes(poses: Path, tmp_path: Path) -> None:
-    cfg = _cfg_file(tmp_path, data={"path": str(poses)}, trainer={"max_steps": 4, "save_every": 2})
-    proc = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "cli.sltrain_app",
-                           "pretrain", str(cfg), "--json"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def _torchrun(cfg: Path, cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+    sets = [a for o in overrides for a in ("--set", o)]
+    return subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "cli.sltrain_app",
+                           "pretrain", str(cfg), "--json", *sets], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+
+
+def test_torchrun_two_cpu_processes_resume_exactly(poses: Path, tmp_path: Path) -> None:
+    """Two gloo processes; a run stopped at step 2 and resumed equals the uninterrupted one bit for bit.
+
+    Encoder dropout makes each rank draw its own random masks: the resume must restore
+    every rank's RNG state, not only rank 0's (it used to reseed the others).
+    """
+    cfg = _cfg_file(tmp_path, data={"path": str(poses)}, model={"encoder": {"channels": [8, 16], "temporal_kernel": 3,
+                                                                            "dropout": 0.3}},
+                    optim={"schedule": "constant"}, trainer={"max_steps": 4, "save_every": 2})
+    proc = _torchrun(cfg, tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)  # rank 0 alone reports
     assert summary["world_size"] == 2 and summary["steps"] == 4
@@ -193,6 +205,17 @@ def test_torchrun_two_cpu_processes(poses: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000004.pt")
     assert state["progress"]["samples_seen"] == 4 * 4 * 2
+    assert len(state["rng_ranks"]) == 2 and not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
+
+    cut = _torchrun(cfg, tmp_path, "trainer.out_dir=cut", "trainer.max_steps=2")
+    assert cut.returncode == 0, cut.stderr
+    resumed = _torchrun(cfg, tmp_path, "trainer.out_dir=cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["resumed_from"].endswith("step_00000002.pt")
+    again = read_csv(tmp_path / "cut" / "train.csv")
+    assert [(r["step"], r["loss"], r["top1"]) for r in again] == [(r["step"], r["loss"], r["top1"]) for r in rows]
+    final = load_checkpoint(tmp_path / "cut" / "checkpoints" / "step_00000004.pt")
+    assert all(torch.equal(state["model"][k], final["model"][k]) for k in state["model"])
 
 
 def test_smoke_config_learns_on_pose_extracted_from_the_sample_video(tmp_path: Path) -> None:

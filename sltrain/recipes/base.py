@@ -30,7 +30,11 @@ Rules for implementers:
   every worker layout and after a resume.
 * Everything in `checkpoint_extra()` must be plain Python (str, int, float, list,
   dict): checkpoints load with `torch.load(weights_only=True)`.
-* Raise `sldata.errors.UserError` for bad input; never print or exit. Facts worth
+* Raise `sldata.errors.UserError` for bad input; never print or exit. A read
+  failure inside a DataLoader worker (wrap h5py reads in `sldata.io.reading`,
+  which raises `DataError`) reaches the user as its own one-line message.
+* `preflight` runs on rank 0 only under torchrun; keep state the other ranks need
+  out of it. Facts worth
   showing the user (e.g. "3 short videos skipped") go in `data_summary()`.
 """
 
@@ -86,6 +90,14 @@ class Recipe:
     def data_summary(self) -> dict[str, Any]:
         """Counts to show the user once data is built (videos used, padded, skipped...)."""
         return {}
+
+    def data_files(self) -> list[Path]:
+        """The files training items are read from, named when a read fails without saying where.
+
+        Default: every path-valued key of the `data` section. Datasets should still
+        wrap their reads in `sldata.io.reading(path, video)`, which names the video too.
+        """
+        return [v for v in dict(self.cfg.data).values() if isinstance(v, Path)]
 
     # --- training ---------------------------------------------------------------------
     def training_step(self, model: "torch.nn.Module", batch: Any) -> "tuple[torch.Tensor, dict[str, Any]]":
