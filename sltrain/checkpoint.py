@@ -101,12 +101,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def rank_rng_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, Any] | None:
-    """The RNG state `rank` saved in checkpoint `state`; None when the run had another world size
-    (or predates per-rank states and `rank` is not 0)."""
+    """The RNG state `rank` saved in checkpoint `state`; None when that rank has none to restore
+    (the run had another number of processes, or predates per-rank states and rank > 0)."""
     ranks = state.get("rng_ranks")
-    if ranks is not None:
-        return ranks[rank] if len(ranks) == world_size else None
-    return state.get("rng") if rank == 0 and world_size == 1 else None
+    if ranks is not None and len(ranks) == world_size:
+        return ranks[rank]
+    return state.get("rng") if rank == 0 else None
 
 
 def _tuples(x: Any) -> Any:

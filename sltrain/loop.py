@@ -473,7 +473,7 @@ def _evaluate(recipe: Recipe, model: torch.nn.Module, autocast: Callable, prog: 
               result: TrainResult, metrics: MetricsLogger, info: D.DistInfo, out: Path) -> None:
     if info.is_main:
         model.eval()
-        rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        rng = ckpt.rng_state()  # evaluation draws nothing from the training streams
         try:
             with torch.no_grad(), autocast():
                 values = {k: float(v) for k, v in recipe.evaluate(model).items()}
@@ -481,9 +481,7 @@ def _evaluate(recipe: Recipe, model: torch.nn.Module, autocast: Callable, prog: 
             raise UserError(worker_message(str(exc))) from None
         finally:
             model.train()
-            random.setstate(rng[0])
-            np.random.set_state(rng[1])
-            torch.set_rng_state(rng[2])
+            ckpt.set_rng_state(rng)
         if values:
             metrics.log("eval", prog.step, values)
             result.eval_metrics = values
