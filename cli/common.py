@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 from typing import Any, Callable, TypeVar
 
@@ -36,21 +38,55 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     return typer.Exit(code)
 
 
+def safe_streams() -> None:
+    """stdout/stderr never crash on a name that is not UTF-8: odd bytes print as escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing to protect
+                pass
+
+
 def user_errors(fn: F) -> F:
-    """Turn library UserErrors (and Ctrl-C) into a message and exit code, never a traceback."""
+    """The error boundary of every command: one line and the documented exit code.
+
+    UserError (bad input or option) and the environment's errors (OSError by errno:
+    permission, disk full, a path below a file, a name too long, a read-only file
+    system, an HDF5 read or filter failure) exit 2 with a message naming the file;
+    input nested too deeply exits 2; a module of a missing extra (torch, mediapipe,
+    ...) exits 2 with the `pip install 'sldata[EXTRA]'` line; Ctrl-C exits 130. Anything else is a bug and
+    keeps its traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from rich.markup import escape
 
-        from sldata.errors import UserError
+        from sldata.errors import UserError, describe_missing_module, describe_os_error
 
+        safe_streams()
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
             raise fail(escape(str(exc))) from None  # a message is text, never rich markup
         except KeyboardInterrupt:
             raise fail("interrupted; outputs written so far are complete, rerun to resume", 130) from None
+        except BrokenPipeError:  # `sldata ... | head`: the reader left, nothing to report
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter exit flushes it)
+            raise typer.Exit(0) from None
+        except OSError as exc:
+            raise fail(escape(describe_os_error(exc))) from None
+        except ModuleNotFoundError as exc:
+            hint = describe_missing_module(exc)
+            if hint is None:
+                raise
+            raise fail(escape(hint)) from None
+        except RecursionError:
+            raise fail("an input is nested too deeply to process (e.g. a JSON file with "
+                       "thousands of nested brackets)") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -110,7 +146,27 @@ def split_csv(value: str | None) -> list[str] | None:
 
 
 def print_json(obj: Any) -> None:
+    """Indented JSON on stdout; names that are not UTF-8 are written as `\\xNN` text."""
     import orjson
 
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+    try:
+        data = orjson.dumps(obj, option=opts)
+    except orjson.JSONEncodeError:
+        from sldata.io import dumps_json
+
+        data = dumps_json(_texts(obj))
+    sys.stdout.buffer.write(data + b"\n")
     sys.stdout.flush()
+
+
+def _texts(obj: Any) -> Any:
+    from sldata.io import text_name
+
+    if isinstance(obj, str):
+        return text_name(obj)
+    if isinstance(obj, dict):
+        return {_texts(k): _texts(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_texts(v) for v in obj]
+    return obj

@@ -97,6 +97,29 @@ def detect_layout(root: str | Path) -> Layout | None:
     return None
 
 
+def is_feature_dataset_dir(root: Path) -> bool:
+    """True when `root` holds nothing but a feature dataset (what `mock` and `shard` write).
+
+    `--overwrite` may replace such a directory; one holding anything else (a user's
+    notes, videos, another tool's output) is never deleted.
+    """
+    from .io import is_temporary
+
+    for p in root.iterdir():
+        if is_temporary(p):
+            continue
+        if p.is_file() and (ANNOTATION_RE.match(p.name) or V1_FILE_RE.match(p.name)):
+            continue
+        if p.is_dir() and not p.is_symlink() and re.fullmatch(NAME, p.name) and all(
+                is_temporary(q) or (q.is_file() and (
+                    ((m := SHARD_RE.match(q.name)) and m.group(1) == p.name)
+                    or ((m := METADATA_RE.match(q.name)) and m.group(1) == p.name)))
+                for q in p.iterdir()):
+            continue
+        return False
+    return True
+
+
 def clip_order(video_entry: dict[str, Any]) -> list[str]:
     """Temporal order of a video's clips: `clip_order` (v2) or numeric keys (v1)."""
     if "clip_order" in video_entry:

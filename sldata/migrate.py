@@ -22,9 +22,11 @@ from typing import Any, Iterator
 from schemas.annotations import AnnotationV2, format_errors, is_int_key, sort_clip_keys
 
 from .errors import UserError
-from .features import FeatureDataset, RepWriter, annotation_path, metadata_path, shard_path
+from .features import (FeatureDataset, RepWriter, annotation_path, is_feature_dataset_dir, metadata_path,
+                       shard_path)
 from .findings import Finding, finding
-from .io import TMP_MARK, atomic_path, dumps_json, read_json, write_bytes_atomic, write_json
+from .io import (TMP_MARK, atomic_path, dumps_json, fsync_path, read_json, remove_stale_temporaries,
+                 write_bytes_atomic, write_json)
 from .progress import NullProgress, Progress
 
 # --- annotation upgrade --------------------------------------------------------------
@@ -489,37 +491,6 @@ class VerificationError(UserError):
     """The staged result does not match the source; nothing was renamed into place."""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(dst: Path) -> list[str]:
-    """Delete `DST.sldata-tmp-PID-*` left by killed runs (never one of a live process)."""
-    removed = []
-    if not dst.parent.is_dir():
-        return removed
-    prefix = f"{dst.name}{TMP_MARK}"
-    for p in dst.parent.iterdir():
-        if not p.name.startswith(prefix):
-            continue
-        m = re.match(r"(\d+)-", p.name[len(prefix):])
-        if m and int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1))):
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-        removed.append(str(p))
-    return removed
-
-
 def shard(src: str | Path, dst: str | Path | None = None, size: int = 1000, *,
           reps: list[str] | None = None, splits: list[str] | None = None,
           compression: str | None = None, overwrite: bool = False, strict: bool = False,
@@ -547,7 +518,8 @@ def shard(src: str | Path, dst: str | Path | None = None, size: int = 1000, *,
     ds = FeatureDataset(plan.src)
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sldata-copy")  # one copies, one syncs
     try:
-        with atomic_path(dst, overwrite=True) as tmp:
+        with atomic_path(dst, kind="dir", overwrite=overwrite, owned=is_feature_dataset_dir,
+                         inputs=[plan.src]) as tmp:
             tmp.mkdir()
             try:
                 copies = {id(i): _start_file_copies(pool, i, tmp) for i in plan.items if i.whole_files}
@@ -563,7 +535,7 @@ def shard(src: str | Path, dst: str | Path | None = None, size: int = 1000, *,
                     else:
                         _copy_objects(ds, plan, item, tmp, progress)
                         # flushed in the background while the next item is copied
-                        syncs += [pool.submit(_fsync, shard_path(tmp, item.rep, item.split, k))
+                        syncs += [pool.submit(fsync_path, shard_path(tmp, item.rep, item.split, k))
                                   for k in range(len(item.shards))]
                     problems += _verify_item(item, tmp)
                 for split in plan.splits:
@@ -574,37 +546,18 @@ def shard(src: str | Path, dst: str | Path | None = None, size: int = 1000, *,
                                             + "\n  ".join(problems[:20]))
                 for fut in syncs:
                     fut.result()
-                synced = {shard_path(tmp, i.rep, i.split, k) for i in plan.items for k in range(len(i.shards))}
-                _fsync_tree(tmp, synced)  # on disk before it gets its final name, even across a power cut
             finally:  # no copy may outlive the temporary
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:
         ds.close()
         progress.finish()
-    return ShardResult(plan, written=True, removed_stale=removed)
-
-
-def _fsync(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return ShardResult(plan, written=True, removed_stale=[str(p) for p in removed])
 
 
 def _copy_and_sync(src: Path, dst: Path) -> None:
     """Copy a file and flush it, in the copy thread: its write-back overlaps the next copy."""
     shutil.copyfile(src, dst)
-    _fsync(dst)
-
-
-def _fsync_tree(root: Path, done: set[Path] = frozenset()) -> None:  # type: ignore[assignment]
-    """fsync every file (but those in `done`) and directory under `root`."""
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            if Path(dirpath, name) not in done:
-                _fsync(os.path.join(dirpath, name))
-        _fsync(dirpath)
+    fsync_path(dst)
 
 
 def _whole_files(source: _Source, item: RepPlan, plan: ShardPlan) -> list[Path] | None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .features import NAME, RepWriter, to_v2_annotation, write_annotation
+from .features import NAME, RepWriter, is_feature_dataset_dir, to_v2_annotation, write_annotation
 from .io import atomic_path
 from .progress import NullProgress, Progress
 
@@ -89,7 +89,7 @@ def write_mock(out: str | Path, layout: str = "v1", videos: int = 6, clips: int 
     progress.start(f"mock {layout}", total=len(splits) * videos * len(reps), unit="videos")
     rng = np.random.default_rng(seed)
     summary: dict[str, Any] = {"path": str(out), "layout": layout, "splits": {}, "reps": reps}
-    with atomic_path(out) as tmp:
+    with atomic_path(out, kind="dir", overwrite=overwrite, owned=is_feature_dataset_dir) as tmp:
         tmp.mkdir()
         for split in splits:
             ann = mock_annotation(rng, videos, clips)

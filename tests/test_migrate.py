@@ -163,10 +163,15 @@ def test_default_arguments_quick_start(tmp_path: Path) -> None:
     proc = run_cli("sldata", "shard", "mock_data/", "--size", "4", cwd=tmp_path)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr and marker.read_text() == "mine"
     assert_no_traceback(proc)
+    # --overwrite replaces only a directory holding nothing but a dataset: the user's file stays
+    proc = run_cli("sldata", "shard", "mock_data/", "--size", "4", "--overwrite", cwd=tmp_path)
+    assert proc.returncode == 2 and "did not write" in proc.stderr and marker.read_text() == "mine"
+    assert_no_traceback(proc)
+    marker.unlink()
     proc = run_cli("sldata", "shard", "mock_data/", "--size", "4", "--overwrite", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     videos = list(json.loads((tmp_path / "mock_data/annotation.train.json").read_text()))
-    assert not marker.exists() and _metadata(out, "dino", "train") == {v: i // 4 for i, v in enumerate(videos)}
+    assert _metadata(out, "dino", "train") == {v: i // 4 for i, v in enumerate(videos)}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mock_data", "mock_data_multi"]
     assert default_dst("mock_data/") == Path("mock_data_multi")
 
