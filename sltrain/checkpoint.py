@@ -16,7 +16,6 @@ own state, so a resumed run repeats the uninterrupted one exactly.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import pickle
@@ -25,13 +24,13 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from sldata.errors import UserError
-from sldata.io import TMP_MARK, atomic_path
+from sldata.io import TMP_MARK, atomic_path, text_name
 
 FORMAT = "sltrain-checkpoint"
 VERSION = 1
@@ -115,13 +114,13 @@ def _tuples(x: Any) -> Any:
 
 # --- files -------------------------------------------------------------------------
 
-def write_error(path: Path, exc: OSError, what: str = "") -> UserError:
+def write_error(path: Path, exc: OSError) -> UserError:
     """A one-line UserError for a failed write of `path` (disk full, permissions, ...)."""
     reason = exc.strerror or str(exc)
     hint = ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         hint = "; free some space and rerun (resume: auto continues from the last complete checkpoint)"
-    return UserError(f"{path}: cannot write{what}: {reason}{hint}")
+    return UserError(f"{text_name(path)}: cannot write: {reason}{hint}")
 
 
 class _RecordWrites:
@@ -218,50 +217,6 @@ def clean_temporaries(out_dir: Path) -> None:
         for p in d.iterdir():
             if TMP_MARK in p.name and p.is_file():
                 p.unlink(missing_ok=True)
-
-
-# --- the out_dir lock (until sldata.io.output_lock is on main) -----------------------------
-
-LOCK_NAME = ".sltrain.lock"
-
-
-@contextlib.contextmanager
-def output_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on directory `path`; a second holder gets a UserError naming the first.
-
-    flock on `path/.sltrain.lock`: released by the kernel when the holder exits or is
-    killed, so a crashed run never leaves a stale lock behind.
-    """
-    import fcntl
-    import json
-    import socket
-    import time
-
-    lock = Path(path) / LOCK_NAME
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise write_error(lock, exc) from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-                who = f"pid {holder['pid']} on {holder['host']} since {holder['since']}"
-            except (ValueError, KeyError, TypeError):
-                who = "another process"
-            raise UserError(f"{path}: in use by {what} ({who}); wait for it to finish "
-                            f"or choose another trainer.out_dir") from None
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}).encode(), 0)
-        except OSError as exc:
-            raise write_error(lock, exc) from None
-        yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 def prune(out_dir: Path, keep_last: int) -> None:

@@ -28,11 +28,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_in
 
 from schemas.config import OptimConfig, TrainConfig
 from sldata.errors import UserError
+from sldata.io import output_lock
 from sldata.progress import NullProgress, Progress
 
 from . import checkpoint as ckpt
 from . import distributed as D
-from .checkpoint import output_lock
 from .config import save_resolved
 from .metrics import MetricsLogger
 from .recipes import build_recipe
@@ -271,7 +271,7 @@ def make_out_dir(out: Path) -> None:
 def _prepare_main(recipe: Recipe, cfg: TrainConfig, out: Path, held: contextlib.ExitStack) -> Path | None:
     """Rank 0's start: out_dir locked, input validated, checkpoint to resume found, config saved."""
     make_out_dir(out)
-    held.enter_context(output_lock(out, "an sltrain run"))
+    held.enter_context(output_lock(out, "trainer.out_dir"))
     report = recipe.preflight()  # the validator (and its pool) runs once, in rank 0 only
     if report is not None and report.errors:
         raise InputInvalid(report)

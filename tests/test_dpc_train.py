@@ -344,7 +344,9 @@ def test_a_second_run_on_the_same_out_dir_exits_2_naming_the_first(poses: Path, 
         assert first.poll() is None, first.stderr.read().decode()
         second = run_cli("sltrain", "pretrain", cfg, "--quiet", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
         line = _one_error_line(second)
-        assert f"run: in use by an sltrain run (pid {first.pid} on {socket.gethostname()} since " in line, line
+        assert line.startswith(f"error: run: another run is writing this trainer.out_dir (pid {first.pid} on "
+                               f"{socket.gethostname()}, since "), line
+        assert line.endswith(f"sltrain pretrain {cfg} --quiet); wait for it to finish or stop it"), line
         assert first.poll() is None  # the first run goes on undisturbed
     finally:
         first.kill()
