@@ -479,6 +479,11 @@ def _evaluate(recipe: Recipe, model: torch.nn.Module, autocast: Callable, prog: 
                 values = {k: float(v) for k, v in recipe.evaluate(model).items()}
         except UserError as exc:  # e.g. a DataError its DataLoader's worker re-raised
             raise UserError(worker_message(str(exc))) from None
+        except OSError as exc:  # a read the dataset did not wrap, re-raised from a worker
+            if "in DataLoader worker process" not in str(exc):
+                raise
+            where = ", ".join(str(p) for p in recipe.data_files()) or "evaluation data"
+            raise UserError(f"{where}: cannot read evaluation data: {worker_message(str(exc))}") from None
         finally:
             model.train()
             ckpt.set_rng_state(rng)

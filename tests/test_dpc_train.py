@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from sldata.errors import UserError
+from sldata.errors import DataError, UserError
 from sldata.pose import PoseH5Writer, PoseSample
 from sldata.synthetic_pose import write_unlabeled
 from sltrain.checkpoint import list_step_checkpoints, load_checkpoint
@@ -468,17 +468,25 @@ class _Failing(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         if i == 5:
-            raise UserError("poses.h5: video v5: cannot read keypoints (filter returned failure during read)")
+            raise DataError("cannot read: filter returned failure during read", path="poses.h5", video="v5")
         return torch.zeros(2)
+
+
+MESSAGE = "poses.h5 video 'v5': cannot read: filter returned failure during read"
 
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_dataset_error_reaches_the_training_process_as_its_own_message(workers: int) -> None:
-    from sltrain.loop import FailFastCollate, ItemFailed, SeededItems
+    from sltrain.loop import FailFastCollate, ItemFailed, SeededItems, worker_message
 
     items = SeededItems(_Failing(), seed=0)
     loader = torch.utils.data.DataLoader(items, batch_size=4, sampler=[(i, 0) for i in range(8)],
                                          num_workers=workers, collate_fn=FailFastCollate(None))
     batches = list(loader)
     assert batches[0].shape == (4, 2)
-    assert batches[1] == ItemFailed("poses.h5: video v5: cannot read keypoints (filter returned failure during read)")
+    assert batches[1] == ItemFailed(MESSAGE)
+    # a DataLoader of a recipe's own (evaluation): torch rebuilds the error from the worker's traceback
+    plain = torch.utils.data.DataLoader(_Failing(), batch_size=4, num_workers=workers)
+    with pytest.raises(UserError) as raised:
+        list(plain)
+    assert worker_message(str(raised.value)) == MESSAGE
