@@ -69,16 +69,17 @@ def setup(device: str = "auto", timeout_s: float | None = None) -> DistInfo:
     else:
         dev = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        kwargs = {} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", **kwargs)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=NO_DEADLINE)
     if world > 1 and _main_group is None:
         _main_group = dist.new_group(backend="gloo", timeout=NO_DEADLINE)
+        timeout = None if timeout_s is None else datetime.timedelta(seconds=timeout_s)
+        _train_group = dist.new_group(timeout=timeout)
     return DistInfo(rank, local, world, dev)
 
 
 def teardown() -> None:
     global _main_group, _train_group
-    _main_group = None
+    _main_group = _train_group = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
