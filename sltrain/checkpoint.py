@@ -17,7 +17,6 @@ own state, so a resumed run repeats the uninterrupted one exactly.
 from __future__ import annotations
 
 import errno
-import os
 import pickle
 import random
 import re
@@ -146,7 +145,7 @@ class _RecordWrites:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """torch.save under a temporary name, fsync, rename: never a half-written `path`.
+    """torch.save under a temporary name, fsynced, renamed: never a half-written `path`.
 
     A failed write (disk full) removes the temporary, leaves earlier checkpoints
     as they were and raises a one-line UserError naming `path`.
@@ -158,8 +157,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
             with open(tmp, "wb") as fh:
                 rec = _RecordWrites(fh)
                 torch.save(payload, rec)
-                fh.flush()
-                os.fsync(fh.fileno())
+                fh.flush()  # atomic_path fsyncs the file and its directory before the rename
     except OSError as exc:
         raise write_error(path, exc) from None
     except RuntimeError:
