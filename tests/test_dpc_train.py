@@ -280,13 +280,13 @@ def _islr_rank(rank: int, port: int, cfg: dict, slow: str, marks: Path) -> None:
         return validate(*args, **kwargs)
 
     def slow_eval(self, model):
-        time.sleep(6 if slow == "eval" else 0)
+        time.sleep(8 if slow == "eval" else 0)
         return evaluate(self, model)
 
     def slow_step(self, model, batch):
         if slow == "step" and rank == 1 and not (marks / "slept").exists():
             (marks / "slept").touch()
-            time.sleep(6)
+            time.sleep(8)
         return step(self, model, batch)
 
     sldata.validate.validate, ISLRRecipe.evaluate, ISLRRecipe.training_step = counted, slow_eval, slow_step
@@ -302,16 +302,16 @@ def test_two_processes_validate_once_and_slow_evaluation_never_trips_the_timeout
 
     data = write_labeled(tmp_path / "signs", per_class={"train": 6, "dev": 2, "test": 2}, frames=(16, 24))
     cfg = islr_cfg(data, tmp_path / "run", trainer__max_steps=2, trainer__batch_size=4, trainer__eval_every=2,
-                   trainer__save_every=2, trainer__dist_timeout_s=3)
+                   trainer__save_every=2, trainer__dist_timeout_s=4)
     marks = tmp_path / "marks"
     marks.mkdir()
-    # evaluation on rank 0 takes 6 s; the other rank waits, though training collectives time out after 3 s
+    # evaluation on rank 0 takes 8 s; the other rank waits, though training collectives time out after 4 s
     mp.spawn(_islr_rank, args=(_free_port(), cfg, "eval", marks), nprocs=2)
     assert sorted(p.name for p in marks.iterdir()) == ["done-rank0.json", "done-rank1.json", "validated-by-rank0"]
     assert "dev_top1" in json.loads((marks / "done-rank0.json").read_text())
     assert [r["step"] for r in read_csv(tmp_path / "run" / "eval.csv")] == ["2"]
 
-    # the same 3 s deadline does stop a rank that hangs 6 s inside a training step
+    # the same 4 s deadline does stop a rank that hangs 8 s inside a training step
     cfg["trainer"]["out_dir"] = str(tmp_path / "hung")
     shutil.rmtree(marks)
     marks.mkdir()
