@@ -22,7 +22,12 @@ LM's non-embedding, non-head parameters; the head adds 4·V·d per labelled toke
 TFLOPS bf16 dense for H100/H200 (override with --peak-tflops).
 
     .venv/bin/python bench/sign_llava_gpu.py                       # (a), and (b) if a GPU exists
-    .venv/bin/python bench/sign_llava_gpu.py --batch 8 --frames 64:160 --steps 10 [--gc]
+    .venv/bin/python bench/sign_llava_gpu.py --batch 8 --frames 64:160 --steps 10 [--gc] [--layout compact]
+
+Sequences are built in upstream Sign_LLaVA's chat layout by default (Llama-3 chat
+template, system prompt, one marker pair per rep): every sample carries the system
+prompt's and the template's text tokens beside the visual ones; `--layout compact`
+for the older, shorter sequence.
 """
 
 from __future__ import annotations
@@ -38,6 +43,17 @@ sys.path.insert(0, str(ROOT))
 
 REPS = ["dino", "mae", "pose", "sign2vec"]
 PROMPT = "Translate the following American Sign Language video into English."
+
+
+def make_collate(tokenizer, args):
+    """The recipe's collate for `args.layout`, with the config's defaults (upstream's wording)."""
+    from schemas.config_sign_llava import UPSTREAM_CONTEXT_INSTRUCTION, UPSTREAM_INSTRUCTION, UPSTREAM_SYSTEM_PROMPT
+    from sltrain.models.sign_llava import ChatSequenceBuilder, SequenceBuilder
+
+    if args.layout == "chat":
+        return ChatSequenceBuilder(tokenizer, REPS, args.max_length, UPSTREAM_SYSTEM_PROMPT, UPSTREAM_INSTRUCTION,
+                                   UPSTREAM_CONTEXT_INSTRUCTION)
+    return SequenceBuilder(tokenizer, REPS, args.max_length, PROMPT)
 
 
 def make_data(root: Path, videos: int, clips: int, frames: tuple[int, int]) -> Path:
@@ -87,10 +103,9 @@ def loader_rate(dataset, collate, batch: int, workers: int, epochs: int) -> floa
 
 def bench_loader(data: Path, tokenizer, args) -> None:
     from sltrain.data.features import FeatureClips
-    from sltrain.models.sign_llava import SequenceBuilder
 
     clips = FeatureClips(data, "train", REPS, context_clips=2)
-    collate = SequenceBuilder(tokenizer, REPS, args.max_length, PROMPT)
+    collate = make_collate(tokenizer, args)
     rows = []
     for _ in range(args.repeat):  # alternate, keep the best of each
         rows.append((loader_rate(clips, collate, args.batch, args.workers, args.epochs),
@@ -179,16 +194,16 @@ def bench_gpu(data: Path, tokenizer, args) -> None:
 
     from sltrain.data.features import FeatureClips
     from sltrain.models.llm import freeze
-    from sltrain.models.sign_llava import SequenceBuilder, SignLlava
+    from sltrain.models.sign_llava import SignLlava
 
     if not torch.cuda.is_available():
-        print("(b) GPU step: no CUDA on this machine: skipped (run on a GPU host for tokens/s, memory and MFU)")
+        print("(b) GPU step: not measured (no CUDA on this machine; run on a GPU host for tokens/s, memory, MFU)")
         return
     device = torch.device("cuda")
     name = torch.cuda.get_device_name()
     peak = args.peak_tflops or (989.0 if ("H100" in name or "H200" in name) else None)
     clips = FeatureClips(data, "train", REPS, context_clips=2)
-    collate = SequenceBuilder(tokenizer, REPS, args.max_length, PROMPT)
+    collate = make_collate(tokenizer, args)
     loader = DataLoader(clips, batch_size=args.batch, shuffle=True, drop_last=True, num_workers=args.workers,
                         collate_fn=collate, pin_memory=True, persistent_workers=True)
     torch.manual_seed(0)
@@ -237,6 +252,7 @@ def main() -> None:
     ap.add_argument("--gc", action="store_true", help="(b): gradient checkpointing through the frozen LM")
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--skip-loader", action="store_true")
+    ap.add_argument("--layout", choices=["chat", "compact"], default="chat")
     args = ap.parse_args()
     lo, hi = (int(x) for x in args.frames.split(":"))
 
@@ -245,7 +261,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="sign_llava_bench_") as tmp:
         data = make_data(Path(tmp), args.videos, args.clips, (lo, hi))
-        tokenizer = train_tokenizer(FeatureClips(data, "train", REPS).texts() + [PROMPT], 512)
+        from schemas.config_sign_llava import UPSTREAM_CONTEXT_INSTRUCTION, UPSTREAM_SYSTEM_PROMPT
+
+        texts = FeatureClips(data, "train", REPS).texts()
+        texts += [PROMPT, UPSTREAM_SYSTEM_PROMPT, UPSTREAM_CONTEXT_INSTRUCTION]
+        tokenizer = train_tokenizer(texts, 512)
         if not args.skip_loader:
             bench_loader(data, tokenizer, args)
         bench_gpu(data, tokenizer, args)

@@ -32,6 +32,7 @@ CODES: dict[str, Severity] = {
     "labels-unknown-key": "error",
     "labels-unlabeled": "warning",
     "labels-unseen-class": "warning",
+    "clip-ids-gap": "warning",
     # additions
     "clip-key-nonnumeric": "warning",
     "pkl-unsafe": "error",

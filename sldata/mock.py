@@ -28,7 +28,15 @@ _VERBS = ["want to learn", "like", "need", "finished", "will visit", "saw", "for
 _OBJECTS = ["sign language", "the lesson", "a new book", "the store", "my family", "the movie",
             "the weather", "dinner", "the bus schedule", "coffee"]
 _TAILS = ["today", "yesterday", "tomorrow", "every week", "again", "last year", "right now", ""]
-_KEYWORDS = ["LEARN", "SIGN", "BOOK", "STORE", "FAMILY", "MOVIE", "WEATHER", "DINNER", "BUS", "COFFEE"]
+_KEYWORD_DRAWS = 10  # keywords are drawn as integers in [0, 10): the random stream of older mocks
+_FUNCTION_WORDS = {"the", "our", "you", "they", "will", "every"}
+
+
+def _keywords(rng: np.random.Generator, translation: str) -> list[str]:
+    """Two draws of lower-case words of `translation` (Sign_LLaVA's loader tests `keyword in translation`)."""
+    words = [w for w in re.findall(r"[a-z]+", translation.lower()) if len(w) > 2 and w not in _FUNCTION_WORDS]
+    words = words or re.findall(r"[a-z]+", translation.lower())
+    return sorted({words[int(i) % len(words)] for i in rng.integers(0, _KEYWORD_DRAWS, 2)})
 
 
 def _video_id(rng: np.random.Generator) -> str:
@@ -50,10 +58,12 @@ def mock_annotation(rng: np.random.Generator, videos: int, clips: int) -> dict[s
         entry = {}
         for c in range(clips):
             start = round(float(c * 4.0 + rng.uniform(0, 1)), 2)
+            translation = _sentence(rng)
+            paraphrases = [_sentence(rng) for _ in range(int(rng.integers(1, 3)))]
             entry[str(c)] = {
-                "translation": _sentence(rng),
-                "paraphrases": [_sentence(rng) for _ in range(int(rng.integers(1, 3)))],
-                "keywords": sorted({str(k) for k in rng.choice(_KEYWORDS, 2)}),
+                "translation": translation,
+                "paraphrases": paraphrases,
+                "keywords": _keywords(rng, translation),
                 "start": start,
                 "end": round(start + float(rng.uniform(1.5, 4.0)), 2),
             }

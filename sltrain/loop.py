@@ -466,6 +466,7 @@ def _save(recipe: Recipe, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     if info.is_main:
         assert rngs is not None
         ckpt.save_checkpoint(path, _payload(recipe, model, optimizer, scheduler, prog, cfg, rngs))
+        recipe.checkpoint_saved(path, model)
     D.wait_for_main()
 
 
@@ -501,4 +502,5 @@ def _evaluate(recipe: Recipe, model: torch.nn.Module, autocast: Callable, prog: 
                         "recipe": recipe.cfg.recipe, "model": recipe.model_state_for_checkpoint(model),
                         "progress": prog.to_dict(), "extra": recipe.checkpoint_extra(),
                         "config": recipe.cfg.model_dump(mode="json"), "metrics": values})
+                    recipe.checkpoint_saved(ckpt.best_path(out), model)
     D.wait_for_main()  # the other ranks wait as long as evaluation takes

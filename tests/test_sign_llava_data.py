@@ -132,3 +132,18 @@ def test_worker_processes_read_the_same_samples(tmp_path: Path) -> None:
     loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")
     again = [item["features"]["dino"] for item in loader]
     assert all(torch.equal(a, b) for a, b in zip(first, again)) and len(again) == len(first)
+
+
+def test_mock_keywords_are_lower_case_words_of_the_translation() -> None:
+    """Sign_LLaVA's multi-task loader picks negatives with `keyword in translation`: keywords must
+    be lower-case words that occur in it."""
+    import re
+
+    from sldata.mock import mock_annotation
+
+    ann = mock_annotation(np.random.default_rng(0), videos=4, clips=12)
+    for clips in ann.values():
+        for entry in clips.values():
+            words = set(re.findall(r"[a-z]+", entry["translation"].lower()))
+            assert entry["keywords"] and all(k == k.lower() and k in words for k in entry["keywords"])
+            assert entry["keywords"] == sorted(set(entry["keywords"]))

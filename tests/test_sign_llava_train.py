@@ -30,7 +30,7 @@ def _raw(data: Path, out: Path, **trainer) -> dict:
     return {
         "recipe": "sign_llava",
         "data": {"path": str(data), "reps": ["dino", "pose", "sign2vec"], "context_clips": 1,
-                 "max_length": 160, "eval_max_clips": 6},
+                 "max_length": 400, "eval_max_clips": 6},
         "model": {"llm": "tiny-random", "projector": "mlp2x_gelu", "max_new_tokens": 8},
         "optim": {"lr": 2e-3, "schedule": "constant", "grad_clip": 1.0},
         "trainer": {"out_dir": str(out), "max_steps": 4, "batch_size": 4, "num_workers": 0, "seed": 0,
@@ -49,7 +49,10 @@ def test_smoke_config_validates() -> None:
     cfg = load_config(SMOKE)
     assert cfg.recipe == "sign_llava" and cfg.model.llm == "tiny-random"
     gpu = load_config(ROOT / "configs" / "sign_llava_llama3_8b_gpu.yaml")
-    assert gpu.data.reps == ["dino", "mae", "pose", "sign2vec"] and gpu.model.dtype == "bfloat16"
+    assert gpu.data.reps == ["mae", "sign2vec", "dino", "pose"] and gpu.model.dtype == "bfloat16"
+    # upstream Sign_LLaVA's pretraining values (signllava/configs/pretrain.yaml @0a32174)
+    assert (gpu.optim.lr, gpu.optim.weight_decay, gpu.optim.label_smoothing) == (2e-3, 0.1, 0.1)
+    assert gpu.data.layout == "chat" and gpu.data.context_clips == 0 and gpu.data.context_prelude == 0
 
 
 def test_checkpoints_hold_trainable_parts_only_and_resume_matches(tmp_path: Path) -> None:
@@ -143,7 +146,7 @@ def test_overlong_target_refused_or_skipped(tmp_path: Path) -> None:
     ann[video]["2"]["translation"] = " ".join(["the teacher saw the movie"] * 40)
     ann_path.write_text(json.dumps(ann))
     raw = _raw(data, tmp_path / "o", max_steps=1)
-    with pytest.raises(UserError, match=r"1 clip\(s\) have a target that alone exceeds data.max_length=160"):
+    with pytest.raises(UserError, match=r"1 clip\(s\) have a target that alone exceeds data.max_length=400"):
         train(build_config(raw))
     raw["data"]["overlong_target"] = "skip"
     raw["trainer"]["out_dir"] = str(tmp_path / "o2")

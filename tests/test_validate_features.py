@@ -347,3 +347,27 @@ def test_string_shard_indices_are_valid(tmp_path: Path) -> None:
     m = meta(root, "dino")
     metadata_path(root, "dino", "train").write_text(json.dumps({k: str(v) for k, v in m.items()}))
     assert validate(root).findings == []
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_clip_ids_gap_warned_for_v1_keys_only(tmp_path: Path, layout: str) -> None:
+    root = make(tmp_path, layout, reps=["pose"])
+    a = ann(root)
+    v = list(a)[0]
+    del a[v]["3"]  # a gap: 0, 1, 2, 4, ..., 11
+    if layout == "v2":
+        a[v]["clip_order"].remove("3")
+    put_ann(root, a)
+    files = [v1_path(root, "pose", "train")] if layout == "v1" else sorted((root / "pose").glob("pose.train.*.h5"))
+    for path in files:
+        with h5py.File(path, "a") as f:
+            if v in f:
+                del f[v]["3"]
+    r = validate(root)
+    if layout == "v2":  # clip_order names the clips: no lookup by position
+        assert r.findings == []
+        return
+    assert [f.code for f in r.findings] == ["clip-ids-gap"]
+    f = r.findings[0]
+    assert where(f) == ("warning", "annotation.train.json", None, v, None)
+    assert "missing 3" in f.message and "found instead 11" in f.message

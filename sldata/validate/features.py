@@ -106,9 +106,25 @@ def check_annotation(path: Path, kind: str) -> tuple[dict[str, list[str]] | None
             if odd:
                 out.append(finding("clip-key-nonnumeric", f"clip keys are not integers: {_few(odd)} "
                                    "(ordered naturally)", path, video=video))
+            else:
+                out.extend(_clip_ids_gap(path, video, clips))
         for clip in clips:
             out.extend(_placeholders(path, video, clip, entry[clip]))
     return expected, out
+
+
+def _clip_ids_gap(path: Path, video: str, clips: list[str]) -> list[Finding]:
+    """v1 integer clip keys that are not exactly "0".."n-1" (Sign_LLaVA's v1 loader looks clip
+    i's context up by str(i) and raises KeyError after a gap)."""
+    want = [str(i) for i in range(len(clips))]
+    have = set(clips)
+    if have == set(want):
+        return []
+    missing = [k for k in want if k not in have]
+    extra = sort_clip_keys([k for k in clips if k not in set(want)])
+    return [finding("clip-ids-gap", f"clip ids are not 0..{len(clips) - 1}: missing {_few(missing)}, "
+                    f"found instead {_few(extra)} (Sign_LLaVA's v1 loader looks context up by str(i))",
+                    path, video=video)]
 
 
 def _clip_order(path: Path, video: str, order: list[str], clips: list[str]) -> list[Finding]:

@@ -65,15 +65,29 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def context_of(history: list[str], context_clips: int, context_prelude: int = 0) -> tuple[str, ...]:
+    """The context sentences of a clip preceded by `history` (oldest first).
+
+    Upstream Sign_LLaVA's rule (`context_window_size`, `prelude_window_size`): the first
+    `context_prelude` sentences of the video plus the `context_clips` previous ones, or
+    every previous sentence while there are fewer than the two windows together.
+    """
+    if len(history) < context_clips + context_prelude:
+        return tuple(history)
+    recent = history[len(history) - context_clips:] if context_clips else []
+    return tuple(history[:context_prelude] + recent)
+
+
 def build_index(root: str | Path, split: str, reps: list[str], context_clips: int = 0,
                 missing_rep: Literal["skip", "error"] = "skip",
                 placeholder_text: Literal["skip", "keep", "error"] = "skip",
-                dataset: FeatureDataset | None = None) -> ClipIndex:
+                dataset: FeatureDataset | None = None, context_prelude: int = 0) -> ClipIndex:
     """List the clips of `split` that become samples, in video then temporal clip order.
 
     Context holds the translations of up to `context_clips` preceding clips of the same
-    video (oldest first); placeholder texts never appear in a context. A clip skipped as a
-    sample still gives its translation as context to the next clips.
+    video, plus the video's first `context_prelude` ones (`context_of`), oldest first;
+    placeholder texts never appear in a context. A clip skipped as a sample still gives
+    its translation as context to the next clips.
     """
     ds = dataset or FeatureDataset(root)
     absent = [r for r in reps if r not in ds.reps]
@@ -97,7 +111,7 @@ def build_index(root: str | Path, split: str, reps: list[str], context_clips: in
             info = entry.get(clip)
             text = info.get("translation") if isinstance(info, dict) else None
             where = f"{video}/{clip}"
-            context = tuple(history[-context_clips:]) if context_clips else ()
+            context = context_of(history, context_clips, context_prelude)
             if not is_placeholder(text):
                 history.append(str(text))
             missing = [r for r in reps if clip not in shapes[r]]
@@ -134,11 +148,11 @@ class FeatureClips(Dataset):
     def __init__(self, root: str | Path, split: str, reps: list[str], context_clips: int = 0,
                  missing_rep: Literal["skip", "error"] = "skip",
                  placeholder_text: Literal["skip", "keep", "error"] = "skip",
-                 limit: int | None = None):
+                 limit: int | None = None, context_prelude: int = 0):
         self.root, self.split, self.reps = Path(root), split, list(reps)
         self.dataset = FeatureDataset(self.root)
         index = build_index(self.root, split, self.reps, context_clips, missing_rep, placeholder_text,
-                            dataset=self.dataset)
+                            dataset=self.dataset, context_prelude=context_prelude)
         self.items = index.items[:limit] if limit else index.items
         self.skipped: Counter = index.skipped
         self.examples = index.examples
@@ -182,5 +196,5 @@ class FeatureClips(Dataset):
                 "context": list(ref.context), "features": feats}
 
 
-__all__ = ["ClipRef", "ClipIndex", "FeatureClips", "build_index",
+__all__ = ["ClipRef", "ClipIndex", "FeatureClips", "build_index", "context_of",
            "SKIP_MISSING_REP", "SKIP_PLACEHOLDER", "SKIP_OVERLONG"]

@@ -5,7 +5,11 @@ loaded with `local_files_only=True`: nothing is ever downloaded. `llm: tiny-rand
 builds a small random Llama and a byte-level BPE tokenizer trained on the
 dataset's own texts, saves both once as a normal HF directory (so resume and
 `sltrain evaluate` see the very same frozen weights), then loads that directory
-like any other. transformers is imported only here and by the sign_llava recipe.
+like any other. The tiny tokenizer is Llama-3-shaped: Llama-3's special tokens
+(<|begin_of_text|>, <|start_header_id|>, <|end_header_id|>, <|eot_id|>, ...) and
+Llama-3-Instruct's chat template, so tests and demos run the chat layout that a
+real Llama-3-Instruct directory gets. transformers is imported only here and by
+the sign_llava recipe.
 """
 
 from __future__ import annotations
@@ -21,7 +25,19 @@ from sldata.errors import UserError
 from sldata.io import atomic_path
 
 TINY = "tiny-random"
-SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+#: Llama-3(-Instruct)'s roles for the tiny tokenizer: bos, eos = end of turn, no pad of its own.
+SPECIALS = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
+LLAMA3_SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                         "<|eot_id|>"]
+#: Meta-Llama-3-8B-Instruct's `chat_template` (tokenizer_config.json), verbatim.
+LLAMA3_CHAT_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+#: Bumped when the tiny tokenizer changes: a run directory's tiny LM is rebuilt only in a new out_dir.
+TINY_TOKENIZER = "llama3-chat-1"
 
 
 def _quiet() -> None:
@@ -37,19 +53,27 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token=SPECIALS["unk_token"]))
+    tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS.values()),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=LLAMA3_SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(sorted(set(texts)), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIALS)
+    bos = SPECIALS["bos_token"]
+    # like Llama-3: encoding with special tokens on prepends <|begin_of_text|>
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                      special_tokens=[(bos, tok.token_to_id(bos))])])
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIALS)
+    out.chat_template = LLAMA3_CHAT_TEMPLATE
+    return out
 
 
 def build_tiny_llm(out_dir: Path, texts: Iterable[str], tiny: Any, max_positions: int) -> Path:
     """Create the tiny-random LM + tokenizer directory at `out_dir` (atomically) unless it exists."""
-    wanted = tiny.model_dump()  # what the weights depend on (RoPE needs no position table)
+    # what the weights depend on (RoPE needs no position table), and the tokenizer's kind
+    wanted = {**tiny.model_dump(), "tokenizer": TINY_TOKENIZER}
     if (out_dir / "config.json").exists():
         have = json.loads((out_dir / "config.json").read_text()).get("sldata_tiny")
         if have != wanted:
@@ -65,7 +89,7 @@ def build_tiny_llm(out_dir: Path, texts: Iterable[str], tiny: Any, max_positions
         num_hidden_layers=tiny.num_layers, num_attention_heads=tiny.num_heads,
         num_key_value_heads=tiny.num_kv_heads, max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+        tie_word_embeddings=False)
     config.sldata_tiny = wanted  # saved in config.json: how this directory was made
     gen = torch.random.fork_rng(devices=[])
     with gen:

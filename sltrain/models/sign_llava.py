@@ -1,32 +1,51 @@
 """Sign_LLaVA: a frozen causal LM reading projected clip features, and sequence assembly.
 
-A sequence is, in this order::
+Two layouts (`data.layout`), both one visual token per feature frame of each rep
+(projected to the LM's hidden size):
 
-    <bos> prompt [context_prefix ctx_1 ... ctx_k] <video_start> rep_1 tokens ... rep_n tokens
-    <video_end> answer_prefix target <eos>
+* ``chat`` (upstream JSALT 2024 Sign_LLaVA's, the default when the LM's tokenizer has
+  a chat template): the template renders a system turn, then a user turn holding
+  every rep in its own ``<video_start> rep <video_end>`` pair, a newline and the
+  instruction (with the context sentences inside it), then the assistant turn::
 
-with one visual token per feature frame of each rep (projected to the LM's hidden
-size). Labels are -100 everywhere except the target tokens and the final <eos>.
+      <|begin_of_text|><|start_header_id|>system<|end_header_id|>\\n\\nSYSTEM<|eot_id|>
+      <|start_header_id|>user<|end_header_id|>\\n\\n<video_start>rep_1<video_end>...
+      <video_start>rep_n<video_end>\\nINSTRUCTION<|eot_id|>
+      <|start_header_id|>assistant<|end_header_id|>\\n\\n⟦target<|eot_id|>⟧
+
+  The template is applied by the tokenizer (never hand-written headers) and the
+  result tokenized without adding special tokens, so there is one <|begin_of_text|>.
+  Every literal ``<video_start>`` / ``<video_end>`` of the rendered text (the system
+  prompt names them too, as upstream's tokenizer turns those words into its marker
+  tokens) becomes a marker position.
+* ``compact`` (this project's earlier layout)::
+
+      <bos> prompt [context_prefix ctx_1 ... ctx_k] <video_start> rep_1 ... rep_n
+      <video_end> answer_prefix ⟦target <eos>⟧
+
+Only the ⟦supervised⟧ tokens have labels (everything else is -100).
 `<video_start>`/`<video_end>` are two trainable vectors kept beside the frozen
 embedding matrix (never a resized vocabulary), so the LM stays bit-identical.
 
-Length control (`plan_sample`), when a sample exceeds `max_length` tokens:
+Length control (`plan_budget`), when a sample exceeds `max_length` tokens (every
+text token counts, the template's own included):
 
 1. drop context sentences, oldest first, until it fits or none is left;
 2. then subsample every rep's frames uniformly (bin centres), each rep keeping a
    share of the visual budget proportional to its length (largest remainders
    round up), at least one frame;
-3. the target is never cut: if prompt + target + one frame per rep alone exceed the
-   budget, the sample is "overlong" and the data set drops it (counted) or refuses
-   it, per `data.overlong_target`.
+3. the target is never cut: if the text without context, the target and one frame
+   per rep alone exceed the budget, the sample is "overlong" and the data set drops
+   it (counted) or refuses it, per `data.overlong_target`.
 
 Every shortening is counted in the batch's `stats`, which the recipe logs.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +54,10 @@ from torch import nn
 from .projector import Projectors
 
 IGNORE = -100
+VIDEO_START, VIDEO_END = "<video_start>", "<video_end>"
+_REP_SLOT = "<|sldata-rep:{}|>"  # where a rep's frames go in the rendered chat text
+_SPLIT = re.compile(r"(<video_start>|<video_end>|<\|sldata-rep:[A-Za-z0-9_-]+\|>)")
+_SLOT = re.compile(r"^<\|sldata-rep:([A-Za-z0-9_-]+)\|>$")
 
 
 @dataclass
@@ -56,26 +79,21 @@ def uniform_frames(t: int, n: int) -> np.ndarray:
     return np.floor((np.arange(n) + 0.5) * t / n).astype(np.int64)
 
 
-def plan_sample(fixed: int, context_lens: Sequence[int], context_prefix: int, frames: Sequence[int],
-                max_length: int) -> Plan:
-    """Apply the length-control rule (module docstring) to token counts.
+def plan_budget(text_len: Callable[[int], int], n_context: int, frames: Sequence[int], max_length: int) -> Plan:
+    """Apply the length-control rule (module docstring).
 
-    `fixed` counts every token that is never shortened (bos, prompt, the two video
-    markers, answer prefix, target, eos); `context_lens` are the sentences' lengths,
-    oldest first; `frames` the visual token count of each rep.
+    `text_len(k)` is the number of non-visual tokens of the sample when the `k` newest
+    context sentences are kept (target and markers included); `frames` the visual
+    token count of each rep.
     """
     n_reps = len(frames)
-    if fixed + n_reps > max_length:
-        return Plan(0, [np.arange(0) for _ in frames], fixed + n_reps, overlong=True)
-    keep = len(context_lens)
-
-    def ctx_len(k: int) -> int:
-        return (context_prefix + sum(context_lens[len(context_lens) - k:])) if k else 0
-
+    if text_len(0) + n_reps > max_length:
+        return Plan(0, [np.arange(0) for _ in frames], text_len(0) + n_reps, overlong=True)
+    keep = n_context
     vis = sum(frames)
-    while keep and fixed + ctx_len(keep) + vis > max_length:
+    while keep and text_len(keep) + vis > max_length:
         keep -= 1
-    budget = max_length - fixed - ctx_len(keep)
+    budget = max_length - text_len(keep)
     idx = [np.arange(t) for t in frames]
     if vis > budget:
         counts = [max(1, (t * budget) // vis) for t in frames]
@@ -91,70 +109,87 @@ def plan_sample(fixed: int, context_lens: Sequence[int], context_prefix: int, fr
             counts[j] -= 1
         idx = [uniform_frames(t, n) for t, n in zip(frames, counts)]
     kept_vis = sum(len(i) for i in idx)
-    return Plan(keep, idx, fixed + ctx_len(keep) + kept_vis, context_dropped=len(context_lens) - keep,
+    return Plan(keep, idx, text_len(keep) + kept_vis, context_dropped=n_context - keep,
                 visual_dropped=vis - kept_vis)
 
 
+def plan_sample(fixed: int, context_lens: Sequence[int], context_prefix: int, frames: Sequence[int],
+                max_length: int) -> Plan:
+    """`plan_budget` for the compact layout, from token counts.
+
+    `fixed` counts every token that is never shortened (bos, prompt, the two video
+    markers, answer prefix, target, eos); `context_lens` are the sentences' lengths,
+    oldest first, and `context_prefix` the length of the text put before them.
+    """
+    def text_len(k: int) -> int:
+        return fixed + ((context_prefix + sum(context_lens[len(context_lens) - k:])) if k else 0)
+
+    return plan_budget(text_len, len(context_lens), frames, max_length)
+
+
+# A sample as pieces: ("text", ids, supervised) | ("marker", 0 start / 1 end) | ("rep", name)
+Piece = tuple
+
+
 @dataclass
-class SequenceBuilder:
-    """Turns samples ({features, target, context}) into padded LM batches; used as collate_fn.
+class _Builder:
+    """Shared part of both layouts: turns samples into padded LM batches (a collate_fn).
 
     Picklable (the tokenizer is a fast tokenizer), so it runs inside DataLoader workers.
     """
 
-    tokenizer: Any
-    reps: list[str]
-    max_length: int
-    prompt: str
-    context_prefix: str = "Previous sentences:"
-    answer_prefix: str = "Translation:"
-    generate: bool = False  # True: no target, left padding, room kept for max_new_tokens
-    max_new_tokens: int = 64
-    _cache: dict = field(default_factory=dict, repr=False)
-
     def ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
-    def _static(self) -> tuple[list[int], list[int], list[int]]:
-        if not self._cache:
-            self._cache["prompt"] = self.ids(self.prompt)
-            self._cache["ctx"] = self.ids("\n" + self.context_prefix)
-            self._cache["answer"] = self.ids("\n" + self.answer_prefix)
-        return self._cache["prompt"], self._cache["ctx"], self._cache["answer"]
+    # --- what a layout provides --------------------------------------------------------
+    def pieces(self, sample: dict[str, Any], keep: int) -> list[Piece]:
+        """The sample with its `keep` newest context sentences (no target in generate mode)."""
+        raise NotImplementedError
 
-    def target_ids(self, target: str) -> list[int]:
-        return self.ids(" " + target.strip()) if target.strip() else []
+    def stop_token_ids(self) -> list[int]:
+        raise NotImplementedError
+
+    # --- shared --------------------------------------------------------------------------
+    @staticmethod
+    def _text_len(pieces: list[Piece]) -> int:
+        return sum(len(p[1]) if p[0] == "text" else 1 for p in pieces if p[0] != "rep")
 
     def fixed_length(self, target: str) -> int:
         """Tokens of a training sequence that length control never removes."""
-        prompt, _, answer = self._static()
-        return 1 + len(prompt) + 2 + len(answer) + len(self.target_ids(target)) + 1
+        return self._text_len(self.pieces({"target": target, "context": []}, 0))
 
     def overlong(self, target: str) -> bool:
         """True when the target alone (with prompt, markers, one frame per rep) exceeds the budget."""
         return self.fixed_length(target) + len(self.reps) > self.max_length
 
+    def plan(self, sample: dict[str, Any]) -> tuple[Plan, list[Piece]]:
+        ctx = list(sample.get("context", []))
+        frames = [int(sample["features"][r].shape[0]) for r in self.reps]
+        memo: dict[int, list[Piece]] = {}
+
+        def pieces(k: int) -> list[Piece]:
+            if k not in memo:
+                memo[k] = self.pieces(sample, k)
+            return memo[k]
+
+        if self.generate:
+            room = self.max_length - self._text_len(pieces(0)) - len(self.reps)
+            extra = max(0, min(self.max_new_tokens, room))
+        else:
+            extra = 0
+        plan = plan_budget(lambda k: self._text_len(pieces(k)) + extra, len(ctx), frames, self.max_length)
+        return plan, pieces(plan.context_keep)
+
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         tok = self.tokenizer
-        prompt, ctx_prefix, answer = self._static()
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        eos = tok.eos_token_id
-        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-        rows, labels_rows, vpos, rep_pos = [], [], [], {r: [] for r in self.reps}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        rows, labels_rows, marks, rep_pos = [], [], [], {r: [] for r in self.reps}
         stats = {"shorten/context_samples": 0, "shorten/context_sentences": 0,
                  "shorten/visual_samples": 0, "shorten/visual_tokens": 0,
                  "tokens/target": 0, "tokens/visual": 0, "tokens/total": 0}
         feats_kept: dict[str, list[torch.Tensor]] = {r: [] for r in self.reps}
         for s in samples:
-            target = [] if self.generate else self.target_ids(s["target"])
-            ctx = [self.ids(" " + c.strip()) for c in s.get("context", [])]
-            frames = [int(s["features"][r].shape[0]) for r in self.reps]
-            if self.generate:
-                room = self.max_length - (len(bos) + len(prompt) + 2 + len(answer)) - len(self.reps)
-                fixed = len(bos) + len(prompt) + 2 + len(answer) + max(0, min(self.max_new_tokens, room))
-            else:
-                fixed = len(bos) + len(prompt) + 2 + len(answer) + len(target) + 1
-            plan = plan_sample(fixed, [len(c) for c in ctx], len(ctx_prefix), frames, self.max_length)
+            plan, pieces = self.plan(s)
             if plan.overlong:
                 # The dataset filters these beforehand; reaching here is a bug, never a silent cut.
                 raise ValueError(f"sample {s.get('video')}/{s.get('clip')} does not fit max_length="
@@ -163,26 +198,28 @@ class SequenceBuilder:
             stats["shorten/context_sentences"] += plan.context_dropped
             stats["shorten/visual_samples"] += int(plan.visual_dropped > 0)
             stats["shorten/visual_tokens"] += plan.visual_dropped
-            seq = bos + prompt
-            kept_ctx = ctx[len(ctx) - plan.context_keep:] if plan.context_keep else []
-            if kept_ctx:
-                seq = seq + ctx_prefix + [t for c in kept_ctx for t in c]
-            start = len(seq)
-            seq = seq + [pad]  # <video_start>
-            for r, keep in zip(self.reps, plan.frames):
-                rep_pos[r].append(torch.arange(len(seq), len(seq) + len(keep)))
-                feats_kept[r].append(s["features"][r][torch.from_numpy(keep)])
-                seq = seq + [pad] * len(keep)
-            end = len(seq)
-            seq = seq + [pad] + answer  # <video_end>
-            lab = [IGNORE] * len(seq)
-            if not self.generate:
-                seq = seq + target + [eos]
-                lab = lab + target + [eos]
-            vpos.append((start, end))
+            keep = dict(zip(self.reps, plan.frames))
+            seq: list[int] = []
+            lab: list[int] = []
+            mk: list[tuple[int, int]] = []
+            for p in pieces:
+                if p[0] == "text":
+                    seq += p[1]
+                    lab += p[1] if p[2] else [IGNORE] * len(p[1])
+                    stats["tokens/target"] += len(p[1]) if p[2] else 0
+                elif p[0] == "marker":
+                    mk.append((len(seq), p[1]))
+                    seq.append(pad)
+                    lab.append(IGNORE)
+                else:
+                    k = keep[p[1]]
+                    rep_pos[p[1]].append(torch.arange(len(seq), len(seq) + len(k)))
+                    feats_kept[p[1]].append(s["features"][p[1]][torch.from_numpy(k)])
+                    seq += [pad] * len(k)
+                    lab += [IGNORE] * len(k)
             rows.append(seq)
             labels_rows.append(lab)
-            stats["tokens/target"] += 0 if self.generate else len(target) + 1
+            marks.append(mk)
             stats["tokens/visual"] += sum(len(k) for k in plan.frames)
             stats["tokens/total"] += len(seq)
         width = max(len(r) for r in rows)
@@ -190,6 +227,9 @@ class SequenceBuilder:
         input_ids = torch.full((b, width), pad, dtype=torch.long)
         attention = torch.zeros((b, width), dtype=torch.long)
         labels = torch.full((b, width), IGNORE, dtype=torch.long)
+        n_marks = max(len(m) for m in marks)
+        markers = torch.full((b, n_marks), -1, dtype=torch.long)
+        marker_kind = torch.zeros((b, n_marks), dtype=torch.long)
         offsets = []
         for i, (seq, lab) in enumerate(zip(rows, labels_rows)):
             off = width - len(seq) if self.generate else 0  # left padding for generation
@@ -197,8 +237,9 @@ class SequenceBuilder:
             input_ids[i, off:off + len(seq)] = torch.tensor(seq)
             attention[i, off:off + len(seq)] = 1
             labels[i, off:off + len(lab)] = torch.tensor(lab)
-        off_t = torch.tensor(offsets)
-        markers = torch.tensor(vpos, dtype=torch.long) + off_t[:, None]
+            for j, (pos, kind) in enumerate(marks[i]):
+                markers[i, j] = pos + off
+                marker_kind[i, j] = kind
         batch_feats, batch_pos = {}, {}
         for r in self.reps:
             tmax = max(len(p) for p in rep_pos[r])
@@ -210,18 +251,203 @@ class SequenceBuilder:
                 p[i, :len(pi)] = pi + offsets[i]
             batch_feats[r], batch_pos[r] = f, p
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                "markers": markers, "features": batch_feats, "positions": batch_pos, "stats": stats,
+                "markers": markers, "marker_kind": marker_kind,
+                "features": batch_feats, "positions": batch_pos, "stats": stats,
                 "keys": [(s.get("video"), s.get("clip")) for s in samples],
                 "targets": [s.get("target", "") for s in samples]}
+
+
+@dataclass
+class SequenceBuilder(_Builder):
+    """The compact layout (module docstring): no chat template, one marker pair around all reps."""
+
+    tokenizer: Any
+    reps: list[str]
+    max_length: int
+    prompt: str
+    context_prefix: str = "Previous sentences:"
+    answer_prefix: str = "Translation:"
+    generate: bool = False  # True: no target, left padding, room kept for max_new_tokens
+    max_new_tokens: int = 64
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    layout = "compact"
+
+    def _static(self) -> tuple[list[int], list[int], list[int]]:
+        if not self._cache:
+            self._cache["prompt"] = self.ids(self.prompt)
+            self._cache["ctx"] = self.ids("\n" + self.context_prefix)
+            self._cache["answer"] = self.ids("\n" + self.answer_prefix)
+        return self._cache["prompt"], self._cache["ctx"], self._cache["answer"]
+
+    def target_ids(self, target: str) -> list[int]:
+        return self.ids(" " + target.strip()) if target.strip() else []
+
+    def stop_token_ids(self) -> list[int]:
+        return [self.tokenizer.eos_token_id]
+
+    def pieces(self, sample: dict[str, Any], keep: int) -> list[Piece]:
+        tok = self.tokenizer
+        prompt, ctx_prefix, answer = self._static()
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        ctx = list(sample.get("context", []))
+        kept = ctx[len(ctx) - keep:] if keep else []
+        head = bos + prompt
+        if kept:
+            head = head + ctx_prefix + [t for c in kept for t in self.ids(" " + c.strip())]
+        out: list[Piece] = [("text", head, False), ("marker", 0)]
+        out += [("rep", r) for r in self.reps]
+        out += [("marker", 1), ("text", answer, False)]
+        if not self.generate:
+            out.append(("text", self.target_ids(sample["target"]) + [tok.eos_token_id], True))
+        return out
+
+
+@dataclass
+class ChatSequenceBuilder(_Builder):
+    """Upstream Sign_LLaVA's layout through the tokenizer's chat template (module docstring)."""
+
+    tokenizer: Any
+    reps: list[str]
+    max_length: int
+    system_prompt: str
+    instruction: str
+    context_instruction: str  # holds "{context}": the kept sentences joined by a space
+    generate: bool = False
+    max_new_tokens: int = 64
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    layout = "chat"
+
+    def messages(self, context: Sequence[str]) -> list[dict[str, str]]:
+        video = "".join(f"{VIDEO_START}{_REP_SLOT.format(r)}{VIDEO_END}" for r in self.reps)
+        ctx = " ".join(c.strip() for c in context)
+        instruction = self.context_instruction.replace("{context}", ctx) if context else self.instruction
+        msgs = [{"role": "user", "content": video + "\n" + instruction}]
+        if self.system_prompt:
+            msgs.insert(0, {"role": "system", "content": self.system_prompt})
+        return msgs
+
+    def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=generation_prompt)
+
+    def _prompt(self, context: Sequence[str]) -> list[Piece]:
+        out: list[Piece] = []
+        for part in _SPLIT.split(self._render(self.messages(context), True)):
+            if part == VIDEO_START or part == VIDEO_END:
+                out.append(("marker", int(part == VIDEO_END)))
+            elif (m := _SLOT.match(part)) is not None:
+                out.append(("rep", m.group(1)))
+            elif part:
+                out.append(("text", self.ids(part), False))
+        if [p[1] for p in out if p[0] == "rep"] != list(self.reps):
+            raise ValueError("the chat template did not keep the user turn's video (each rep exactly once)")
+        return out
+
+    def answer_ids(self, target: str) -> list[int]:
+        """The assistant turn after its header, as the template writes it: target + end of turn."""
+        msgs = self.messages(())
+        prompt = self._cache.get("prompt_text")
+        if prompt is None:
+            prompt = self._cache["prompt_text"] = self._render(msgs, True)
+        full = self._render(msgs + [{"role": "assistant", "content": target}], False)
+        if not full.startswith(prompt):
+            raise ValueError("the chat template renders the assistant turn differently from its generation "
+                             "prompt; use data.layout: compact with this LM")
+        return self.ids(full[len(prompt):])
+
+    def stop_token_ids(self) -> list[int]:
+        """eos and the template's end-of-turn token (the first token after an empty answer)."""
+        end = self.answer_ids("")
+        return sorted({self.tokenizer.eos_token_id, *end[:1]} - {None})
+
+    def pieces(self, sample: dict[str, Any], keep: int) -> list[Piece]:
+        ctx = list(sample.get("context", []))
+        kept = tuple(ctx[len(ctx) - keep:]) if keep else ()
+        if not kept:
+            if "none" not in self._cache:
+                self._cache["none"] = self._prompt(())
+            out = list(self._cache["none"])
+        else:
+            out = self._prompt(kept)
+        if not self.generate:
+            out.append(("text", self.answer_ids(sample["target"]), True))
+        return out
+
+
+def render_sample(tokenizer: Any, batch: dict[str, Any], reps: Sequence[str], row: int = 0,
+                  layout: str = "") -> str:
+    """Row `row` of a training batch as the LM sees it (the OUT_DIR/sample.txt format).
+
+    Text tokens decoded verbatim (special tokens included); a rep's visual span as
+    ``<REP×N>``; markers as ``<video_start>`` / ``<video_end>``; the supervised span
+    (labels != -100) between ⟦ and ⟧. The first line names the video and clip.
+    """
+    ids = batch["input_ids"][row].tolist()
+    labels = batch["labels"][row].tolist()
+    mask = batch["attention_mask"][row].tolist()
+    what: dict[int, str] = {}
+    for r in reps:
+        for pos in batch["positions"][r][row].tolist():
+            if pos >= 0:
+                what[pos] = r
+    for pos, kind in zip(batch["markers"][row].tolist(), batch["marker_kind"][row].tolist()):
+        if pos >= 0:
+            what[pos] = VIDEO_END if kind else VIDEO_START
+    out: list[str] = []
+    run: list[int] = []
+    supervised = False
+
+    def flush() -> None:
+        if run:
+            out.append(tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+            run.clear()
+
+    positions = [i for i, m in enumerate(mask) if m]
+    i = 0
+    while i < len(positions):
+        pos = positions[i]
+        sup = labels[pos] != IGNORE
+        if sup != supervised:
+            flush()
+            out.append("⟦" if sup else "⟧")
+            supervised = sup
+        kind = what.get(pos)
+        if kind is None:
+            run.append(ids[pos])
+            i += 1
+        elif kind in (VIDEO_START, VIDEO_END):
+            flush()
+            out.append(kind)
+            i += 1
+        else:
+            flush()
+            n = 0
+            while i < len(positions) and what.get(positions[i]) == kind:
+                n += 1
+                i += 1
+            out.append(f"<{kind}×{n}>")
+    flush()
+    if supervised:
+        out.append("⟧")
+    video, clip = batch["keys"][row]
+    n_vis = sum(1 for p in positions if what.get(p) not in (None, VIDEO_START, VIDEO_END))
+    n_sup = sum(1 for p in positions if labels[p] != IGNORE)
+    header = (f"# video {video} clip {clip}: {len(positions)} positions ({n_vis} visual, {n_sup} supervised)"
+              + (f", layout {layout}" if layout else ""))
+    legend = "# <REP×N>: N visual tokens of REP; ⟦...⟧: supervised tokens (labels != -100)"
+    return header + "\n" + legend + "\n" + "".join(out) + "\n"
 
 
 class SignLlava(nn.Module):
     """Frozen LM + trainable per-rep projectors + trainable <video_start>/<video_end>."""
 
     def __init__(self, lm: nn.Module, rep_dims: dict[str, int], projector: str = "mlp2x_gelu",
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, label_smoothing: float = 0.0):
         super().__init__()
         self.lm = lm
+        self.label_smoothing = label_smoothing  # applied in training mode only
         self.lm.requires_grad_(False)
         emb = lm.get_input_embeddings().weight
         hidden = emb.shape[1]
@@ -275,11 +501,10 @@ class SignLlava(nn.Module):
             valid = pos >= 0
             rows = b[:, None].expand_as(pos)[valid]
             emb = emb.index_put((rows, pos[valid]), out[valid].to(emb.dtype))
-        markers = self.video_markers.to(emb.dtype)
-        m = batch["markers"]
-        emb = emb.index_put((b, m[:, 0]), markers[0].expand(len(b), -1))
-        emb = emb.index_put((b, m[:, 1]), markers[1].expand(len(b), -1))
-        return emb
+        m, kind = batch["markers"], batch["marker_kind"]
+        valid = m >= 0
+        rows = b[:, None].expand_as(m)[valid]
+        return emb.index_put((rows, m[valid]), self.video_markers.to(emb.dtype)[kind[valid]])
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(mean loss over target tokens, {'target_acc': next-token accuracy on the target}).
@@ -294,19 +519,25 @@ class SignLlava(nn.Module):
         mask = labels != IGNORE
         logits = self.lm.get_output_embeddings()(hidden[:, :-1][mask]).float()
         target = labels[mask]
-        loss = nn.functional.cross_entropy(logits, target)
+        smoothing = self.label_smoothing if self.training else 0.0
+        loss = nn.functional.cross_entropy(logits, target, label_smoothing=smoothing)
         with torch.no_grad():
             acc = (logits.argmax(-1) == target).float().mean()
         return loss, {"target_acc": acc}
 
     @torch.no_grad()
-    def generate(self, batch: dict[str, Any], tokenizer: Any, max_new_tokens: int) -> list[str]:
-        """Greedy decoding from left-padded prompts; returns the decoded texts."""
+    def generate(self, batch: dict[str, Any], tokenizer: Any, max_new_tokens: int,
+                 stop_token_ids: Sequence[int] | None = None) -> list[str]:
+        """Greedy decoding from left-padded prompts; returns the decoded texts.
+
+        `stop_token_ids`: eos by default; the chat layout adds the template's end of turn.
+        """
         emb = self.embed(batch)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        stop = list(stop_token_ids) if stop_token_ids else tokenizer.eos_token_id
         out = self.lm.generate(inputs_embeds=emb, attention_mask=batch["attention_mask"],
                                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                               eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+                               eos_token_id=stop, pad_token_id=pad)
         return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 

@@ -15,7 +15,7 @@ resume, metrics (`sltrain.metrics`), the progress bar. The call order is::
         loss, metrics = recipe.training_step(model, batch)   # under autocast; batch on device
     every trainer.eval_every steps (rank 0):  recipe.evaluate(raw_model) -> {name: float}
     every trainer.save_every steps:  recipe.model_state_for_checkpoint(raw_model),
-                                     recipe.checkpoint_extra()
+                                     recipe.checkpoint_extra(), then recipe.checkpoint_saved(path, raw_model)
     sltrain evaluate:  recipe.run_evaluation(checkpoint_path, split, out_dir) -> summary dict
 
 Rules for implementers:
@@ -30,12 +30,14 @@ Rules for implementers:
   every worker layout and after a resume.
 * Everything in `checkpoint_extra()` must be plain Python (str, int, float, list,
   dict): checkpoints load with `torch.load(weights_only=True)`.
-* Raise `sldata.errors.UserError` for bad input; never print or exit. A read
-  failure inside a DataLoader worker (wrap h5py reads in `sldata.io.reading`,
-  which raises `DataError`) reaches the user as its own one-line message.
-* `preflight` runs on rank 0 only under torchrun; keep state the other ranks need
-  out of it. Facts worth
+* Raise `sldata.errors.UserError` for bad input; never print or exit. Facts worth
   showing the user (e.g. "3 short videos skipped") go in `data_summary()`.
+* A read failure inside a DataLoader worker (wrap h5py reads in
+  `sldata.io.reading`, which raises `DataError`) reaches the user as its own
+  one-line message, exit 2.
+* `preflight` runs on rank 0 only under torchrun (the others get its outcome);
+  keep state the other ranks need out of it. Evaluation and `checkpoint_saved`
+  run on rank 0 only; the other ranks wait for them without a deadline.
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ class Recipe:
     def load_model_state(self, model: "torch.nn.Module", state: dict[str, Any]) -> None:
         """Inverse of `model_state_for_checkpoint` (used on resume)."""
         model.load_state_dict(state)
+
+    def checkpoint_saved(self, path: Path, model: "torch.nn.Module") -> None:
+        """Called on rank 0 after checkpoint `path` is written (sign_llava exports beside it)."""
 
     # --- evaluation command -----------------------------------------------------------
     def default_eval_split(self) -> str:

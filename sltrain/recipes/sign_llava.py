@@ -4,7 +4,10 @@ The recipe adds only data and model to the shared loop: clips of a v1/v2 feature
 dataset (sltrain.data.features), a frozen causal LM with per-rep projectors
 (sltrain.models.sign_llava). Checkpoints hold the projectors and the two video
 marker embeddings only, plus a fingerprint of the frozen LM so a checkpoint is
-never silently evaluated on another LM.
+never silently evaluated on another LM. Beside each checkpoint `X.pt` the same
+weights are written as `X.upstream.pt`, the file upstream Sign_LLaVA's next stage
+loads (`pretrained_projector_ckpt`). Before the first step rank 0 writes
+`OUT_DIR/sample.txt`: the first training sample as the LM sees it.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from sldata.errors import UserError
-from sldata.io import dumps_json, write_bytes_atomic, write_json
+from sldata.io import atomic_path, dumps_json, write_bytes_atomic, write_json
 
 from ..data.features import SKIP_OVERLONG, FeatureClips
 from ..models import llm as llm_mod
-from ..models.sign_llava import SequenceBuilder, SignLlava, move_batch
+from ..models.projector import upstream_state
+from ..models.sign_llava import ChatSequenceBuilder, SequenceBuilder, SignLlava, move_batch, render_sample
 from .base import Recipe
 
 TINY_DIR = "tiny-random-llm"
+SAMPLE_FILE = "sample.txt"
+UPSTREAM_SUFFIX = ".upstream.pt"
 
 
 class SignLlavaRecipe(Recipe):
@@ -51,6 +57,7 @@ class SignLlavaRecipe(Recipe):
         self._tokenizer: Any = None
         self._llm_dir: Path | None = None
         self._fingerprint: str | None = None
+        self._layout: str | None = None  # resolved data.layout, once the tokenizer is loaded
 
     # --- setup -------------------------------------------------------------------------
     def preflight(self) -> Any:
@@ -76,7 +83,8 @@ class SignLlavaRecipe(Recipe):
     def clips(self, split: str, *, evaluation: bool = False, limit: int | None = None) -> FeatureClips:
         d = self.data
         return FeatureClips(d.path, split, d.reps, context_clips=d.context_clips, missing_rep=d.missing_rep,
-                            placeholder_text="skip" if evaluation else d.placeholder_text, limit=limit)
+                            placeholder_text="skip" if evaluation else d.placeholder_text, limit=limit,
+                            context_prelude=d.context_prelude)
 
     def _train_clips(self) -> FeatureClips:
         if self._train is None:
@@ -91,15 +99,31 @@ class SignLlavaRecipe(Recipe):
             else:
                 target = Path(self.cfg.trainer.out_dir) / TINY_DIR
                 d = self.data
-                texts = self._train_clips().texts() + [d.prompt, d.context_prefix, d.answer_prefix]
+                texts = self._train_clips().texts() + [d.prompt, d.context_prefix, d.answer_prefix,
+                                                       d.system_prompt, d.instruction, d.context_instruction]
                 positions = d.max_length + self.mcfg.max_new_tokens + 8
                 _on_rank0(lambda: llm_mod.build_tiny_llm(target, texts, self.mcfg.tiny, positions))
                 self._llm_dir = target
             self._fingerprint = llm_mod.fingerprint(self._llm_dir)
         return self._llm_dir
 
-    def builder(self, *, generate: bool = False) -> SequenceBuilder:
+    def _resolve_layout(self) -> str:
+        """data.layout once the tokenizer is known: auto = chat when it has a chat template."""
+        has_template = bool(getattr(self._tokenizer, "chat_template", None))
+        layout = self.data.layout
+        if layout == "auto":
+            layout = "chat" if has_template else "compact"
+        elif layout == "chat" and not has_template:
+            raise UserError(f"data.layout: chat needs a tokenizer with a chat template; {self.mcfg.llm} has none "
+                            "(use data.layout: compact)")
+        return layout
+
+    def builder(self, *, generate: bool = False) -> SequenceBuilder | ChatSequenceBuilder:
         d = self.data
+        if self._layout == "chat":
+            return ChatSequenceBuilder(self._tokenizer, list(d.reps), d.max_length, d.system_prompt, d.instruction,
+                                       d.context_instruction, generate=generate,
+                                       max_new_tokens=self.mcfg.max_new_tokens)
         return SequenceBuilder(self._tokenizer, list(d.reps), d.max_length, d.prompt, d.context_prefix,
                                d.answer_prefix, generate=generate, max_new_tokens=self.mcfg.max_new_tokens)
 
@@ -107,14 +131,26 @@ class SignLlavaRecipe(Recipe):
         path = self._llm_path()
         dtype = llm_mod.resolve_dtype(self.mcfg.dtype, self._device())
         lm, self._tokenizer = llm_mod.load_local_llm(path, dtype, self.mcfg.attn_implementation)
+        self._layout = self._resolve_layout()
         dims = self._train_clips().dims
         if not dims:
             raise UserError(f"{self.data.path}: split {self.data.train_split!r} has no usable clip "
                             f"({self._skipped_text(self._train_clips())})")
         gen = self.builder(generate=True)
-        if gen.fixed_length("") + len(self.data.reps) > self.data.max_length:
-            raise UserError(f"data.max_length={self.data.max_length} cannot hold the prompt and one frame per rep")
-        return SignLlava(llm_mod.freeze(lm), dims, self.mcfg.projector, self.mcfg.gradient_checkpointing)
+        need = gen.fixed_length("") + len(self.data.reps)
+        if need > self.data.max_length:
+            raise UserError(f"data.max_length={self.data.max_length} cannot hold the prompt ({self._layout} layout) "
+                            f"and one frame per rep: {need} tokens")
+        from jinja2 import TemplateError
+
+        try:
+            gen.stop_token_ids()  # renders system, user and assistant turns: a template that cannot is refused here
+        except (ValueError, TemplateError) as exc:
+            raise UserError(f"model.llm: {self.mcfg.llm}: chat layout: {exc} (data.system_prompt: '' drops the "
+                            "system turn; data.layout: compact avoids the template)") from None
+        smoothing = getattr(self.cfg.optim, "label_smoothing", 0.0)
+        return SignLlava(llm_mod.freeze(lm), dims, self.mcfg.projector, self.mcfg.gradient_checkpointing,
+                         label_smoothing=smoothing)
 
     def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         return [p for n, p in model.named_parameters() if not n.startswith("lm.") and p.requires_grad]
@@ -131,7 +167,17 @@ class SignLlavaRecipe(Recipe):
     def train_dataset(self) -> FeatureClips:
         if self._tokenizer is None:
             raise RuntimeError("build_model() must run before train_dataset()")
-        return self._filter_overlong(self._train_clips())
+        ds = self._filter_overlong(self._train_clips())
+        if len(ds):
+            _on_rank0(lambda: self.write_sample(ds[0], Path(self.cfg.trainer.out_dir) / SAMPLE_FILE))
+        return ds
+
+    def write_sample(self, sample: dict[str, Any], path: Path) -> str:
+        """`path` (OUT_DIR/sample.txt): `sample` as the LM sees it (sltrain.models.sign_llava.render_sample)."""
+        text = render_sample(self._tokenizer, self.builder()([sample]), self.data.reps, layout=self._layout or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, text.encode("utf-8"))
+        return text
 
     def collate_fn(self) -> Callable[[list[Any]], Any]:
         return self.builder()
@@ -145,7 +191,7 @@ class SignLlavaRecipe(Recipe):
     def data_summary(self) -> dict[str, Any]:
         ds = self._train_clips()
         return {"clips": len(ds), "reps": ",".join(f"{r}:{ds.dims.get(r)}" for r in self.data.reps),
-                **ds.skip_counts(), "llm": self.mcfg.llm}
+                **ds.skip_counts(), "llm": self.mcfg.llm, "layout": self._layout}
 
     # --- training ------------------------------------------------------------------------
     def training_step(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -178,11 +224,25 @@ class SignLlavaRecipe(Recipe):
     # --- checkpoints ---------------------------------------------------------------------
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"llm": self.mcfg.llm, "llm_fingerprint": self._fingerprint, "reps": list(self.data.reps),
-                "dims": dict(self._train_clips().dims), "projector": self.mcfg.projector}
+                "dims": dict(self._train_clips().dims), "projector": self.mcfg.projector, "layout": self._layout}
 
     def model_state_for_checkpoint(self, model: torch.nn.Module) -> dict[str, Any]:
         return model.trainable_state_dict()
 
+    def checkpoint_saved(self, path: Path, model: torch.nn.Module) -> None:
+        """Write `X.upstream.pt` beside checkpoint `X.pt`, and drop those of pruned checkpoints."""
+        export = upstream_state(model.trainable_state_dict(), list(self.data.reps))
+        dims = dict(self._train_clips().dims)
+        # plain data upstream ignores: its SignModelArguments.projectors block for these weights
+        export["sldata"] = {"layout": self._layout, "marker_rows": ["<video_start>", "<video_end>"],
+                            "projectors": {r: {"dim": dims[r], "projector_type": self.mcfg.projector}
+                                           for r in self.data.reps}}
+        target = path.with_name(path.stem + UPSTREAM_SUFFIX)
+        with atomic_path(target) as tmp:
+            torch.save(export, tmp)
+        for stale in path.parent.glob(f"step_*{UPSTREAM_SUFFIX}"):
+            if not stale.with_name(stale.name[:-len(UPSTREAM_SUFFIX)] + ".pt").exists() and stale != target:
+                stale.unlink(missing_ok=True)
     def load_model_state(self, model: torch.nn.Module, state: dict[str, Any]) -> None:
         model.load_trainable_state_dict(state)
 
@@ -212,8 +272,12 @@ class SignLlavaRecipe(Recipe):
             model.load_trainable_state_dict(state["model"])
         except (KeyError, RuntimeError) as exc:
             raise UserError(f"{checkpoint_path}: does not match this config's model ({exc})") from None
+        if extra.get("layout") and extra["layout"] != self._layout:
+            raise UserError(f"{checkpoint_path}: trained on the {extra['layout']} layout, this config resolves "
+                            f"data.layout to {self._layout} (set data.layout: {extra['layout']})")
         device = self._device()
         model.to(device).eval()
+        stop = self.builder(generate=True).stop_token_ids()
         ds = self.clips(split, evaluation=True)
         if not len(ds):
             raise UserError(f"split {split!r} has no clip to evaluate ({self._skipped_text(ds)})")
@@ -223,7 +287,7 @@ class SignLlavaRecipe(Recipe):
         shortened = 0
         for batch in loader:
             shortened += batch["stats"]["shorten/context_samples"] + batch["stats"]["shorten/visual_samples"]
-            preds = model.generate(move_batch(batch, device), self._tokenizer, self.mcfg.max_new_tokens)
+            preds = model.generate(move_batch(batch, device), self._tokenizer, self.mcfg.max_new_tokens, stop)
             for (video, clip), ref, pred in zip(batch["keys"], batch["targets"], preds):
                 rows.append({"video": video, "clip": clip, "prediction": pred, "reference": ref})
         hyps, refs = [r["prediction"] for r in rows], [r["reference"] for r in rows]
