@@ -14,6 +14,13 @@ plus longer generated clips), timed wall-clock from launch to exit, so start-up
     python3 -m venv /tmp/pfenv && /tmp/pfenv/bin/pip install -c constraints.txt pose-format mediapipe==0.10.21
     .venv/bin/python bench/extract.py --peer /tmp/pfenv/bin/videos_to_poses
 
+`--memory` instead measures peak memory against video length: the sample, and the
+sample looped `--loops` times (same content, same fps), each through
+`sldata extract-pose VIDEO --workers 1` as a fresh process tree; the peak RSS is
+the largest of the command and its worker (RUSAGE_CHILDREN of a wrapper process):
+
+    .venv/bin/python bench/extract.py --memory --loops 10
+
 Prints frames/s (wall-clock) and CPU ms per frame (user + sys of every process,
 which shared-machine noise distorts less) per run, and the ratios: overhead vs
 bare at equal workers, 2 workers vs 1, ours vs pose-format at equal workers.
@@ -22,6 +29,7 @@ bare at equal workers, 2 workers vs 1, ours vs pose-format at equal workers.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import shutil
 import subprocess
@@ -67,6 +75,61 @@ def make_corpus(root: Path, copies: int, longs: int, long_frames: int) -> dict[s
         w.release()
         counts[name] = long_frames
     return counts
+
+
+def looped(dst: Path, loops: int) -> int:
+    """The sample played `loops` times in a row, re-encoded at its own fps and size; returns frames."""
+    import cv2
+
+    frames = read_frames(SAMPLE)
+    cap = cv2.VideoCapture(str(SAMPLE))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for _ in range(loops):
+        for f in frames:
+            writer.write(f)
+    writer.release()
+    return loops * len(frames)
+
+
+def peak_rss_of(cmd: list[str]) -> None:
+    """Run `cmd`; print its JSON report and the peak RSS (KiB) of it and its workers (a wrapper's children)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:3]} failed: {proc.stderr}")
+    print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                      "report": json.loads(proc.stdout)}))
+
+
+def memory(loops: int, kinds: list[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix="sldata-bench-extract-mem-") as tmp:
+        tmp_path = Path(tmp)
+        videos = {"short": (tmp_path / "short" / "short.mp4"), f"{loops}x": (tmp_path / "long" / "long.mp4")}
+        for v in videos.values():
+            v.parent.mkdir()
+        counts = {"short": looped(videos["short"], 1), f"{loops}x": looped(videos[f"{loops}x"], loops)}
+        print(f"peak RSS vs video length: the sample ({counts['short']} frames) and the sample looped {loops}x "
+              f"({counts[f'{loops}x']} frames), --workers 1, one fresh process tree each")
+        for kset in kinds:
+            rss: dict[str, float] = {}
+            secs: dict[str, float] = {}
+            for name, video in videos.items():
+                cmd = [str(BIN / "sldata"), "extract-pose", str(video), "-o", str(tmp_path / f"out_{kset}_{name}"),
+                       "--workers", "1", "--keypoints", kset, "--quiet", "--json"]
+                wrapped = subprocess.run([sys.executable, __file__, "--rss-of", *cmd], capture_output=True, text=True,
+                                         check=True)
+                got = json.loads(wrapped.stdout)
+                rss[name] = got["maxrss_kib"] / 1024
+                secs[name] = got["report"]["seconds"]
+                print(f"{kset:12s} {name:6s} {counts[name]:5d} frames  peak RSS {rss[name]:7.1f} MiB  "
+                      f"{secs[name]:6.2f} s ({got['report']['frames_per_second']:5.1f} frames/s incl. graph start)",
+                      flush=True)
+            long = f"{loops}x"
+            steady = (counts[long] - counts["short"]) / max(secs[long] - secs["short"], 1e-9)
+            print(f"{kset:12s} peak RSS {long} - short = {rss[long] - rss['short']:+.1f} MiB; frames/s of the "
+                  f"extra {counts[long] - counts['short']} frames: {steady:.1f} (start-up excluded)")
 
 
 def bare_worker(videos: list[str]) -> None:
@@ -130,8 +193,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs of bare and ours (openhands75), best kept")
     ap.add_argument("--peer", default="/tmp/pfenv/bin/videos_to_poses",
                     help="pose-format's videos_to_poses (skipped when absent)")
+    ap.add_argument("--memory", action="store_true", help="peak RSS of a short vs a --loops times longer video")
+    ap.add_argument("--loops", type=int, default=10, help="with --memory: how many times the long video loops")
+    ap.add_argument("--kinds", default="openhands75,holistic543", help="with --memory: keypoint sets")
     ap.add_argument("--bare-worker", nargs="*", help=argparse.SUPPRESS)
+    ap.add_argument("--rss-of", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rss_of:
+        peak_rss_of(args.rss_of)
+        return
+    if args.memory:
+        memory(args.loops, args.kinds.split(","))
+        return
     if args.bare_worker is not None:
         bare_worker(args.bare_worker)
         return

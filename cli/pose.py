@@ -21,25 +21,35 @@ def register(app: typer.Typer) -> None:
                                                    "with --executor ray: the cluster's CPUs)."),
         h5: Optional[Path] = typer.Option(None, "--h5", help="Also pack this run's pkls into this pose h5."),
         keypoints: str = typer.Option("openhands75", "--keypoints", "-k", help="openhands75 or holistic543."),
-        num_shards: int = typer.Option(1, "--num-shards", help="Split the sorted video list into K parts (job arrays)."),
-        shard_index: int = typer.Option(0, "--shard-index", help="Which part this run does, 0 <= I < K."),
+        model_complexity: int = typer.Option(1, "--model-complexity",
+                                             help="Holistic pose model: 0 lite, 1 full (bundled), 2 heavy "
+                                                  "(OpenHands). 0 and 2 need their model file installed first."),
+        num_shards: int = typer.Option(1, "--num-shards", help="Split the videos among K job-array tasks, by a "
+                                                               "stable hash of each video's relative path."),
+        shard_index: int = typer.Option(0, "--shard-index", help="Which task this run is, 0 <= I < K."),
+        video_list: Optional[Path] = typer.Option(None, "--list", help="Only the videos listed in this file, one "
+                                                  "path per line, relative to VIDEOS (freezes the input list)."),
         executor: str = typer.Option("local", "--executor",
                                      help="local (process pool) or ray (needs: pip install 'sldata\\[ray]')."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Run MediaPipe Holistic over every video; resumable, failures go to OUT/failures.jsonl."""
+        """Run MediaPipe Holistic over every video; resumable, failures go to OUT/failures*.jsonl."""
         import os
 
         from sldata.extract import ExtractOptions, run_extraction
+        from sldata.extract.holistic import HolisticOptions
         from sldata.pose import keypoint_set
 
         keypoint_set(keypoints)  # reject a bad name before any work
         if executor == "local" and workers is None:
             workers = os.cpu_count() or 1
-        report = run_extraction(videos, out, options=ExtractOptions(keypoints=keypoints), workers=workers,
-                                num_shards=num_shards, shard_index=shard_index, executor=executor, h5=h5,
-                                progress=RichProgress(quiet))
+        options = ExtractOptions(keypoints=keypoints, holistic=HolisticOptions(model_complexity=model_complexity))
+        report = run_extraction(videos, out, options=options, workers=workers, num_shards=num_shards,
+                                shard_index=shard_index, executor=executor, video_list=video_list, h5=h5,
+                                progress=RichProgress(quiet),
+                                notify=lambda line: err_console.print(f"note: {line}", highlight=False,
+                                                                      soft_wrap=True))
         if json_out:
             print_json(report.to_dict())
         else:
@@ -58,26 +68,6 @@ def register(app: typer.Typer) -> None:
                                   soft_wrap=True)
             if report.h5 is not None:
                 _print_pack(report.h5)
-        if not report.ok:
-            raise typer.Exit(1)
-
-    @app.command("pkl2h5")
-    @user_errors
-    def pkl2h5(
-        pkl_dir: Path = typer.Argument(..., help="Folder of per-video pose pkls (searched recursively)."),
-        out: Path = typer.Option(..., "--out", "-o", help="The pose h5 to write (replaced atomically)."),
-        dtype: str = typer.Option("float32", "--dtype", help="float32 or float16."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-        json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    ) -> None:
-        """Pack per-video pkls into one pose h5 (keys = pkl stems); bad pkls are reported and skipped."""
-        from sldata.pack import pkl2h5 as pack
-
-        report = pack(pkl_dir, out, dtype=dtype, progress=RichProgress(quiet))
-        if json_out:
-            print_json(report.to_dict())
-        else:
-            _print_pack(report.to_dict())
         if not report.ok:
             raise typer.Exit(1)
 

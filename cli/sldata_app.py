@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import features, look, migrate, pose, validate
+from . import features, look, migrate, pack, pose, validate
 
 app = typer.Typer(
     name="sldata",
@@ -15,7 +15,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (features, validate, migrate, pose, look):
+for module in (features, validate, migrate, pose, pack, look):
     module.register(app)
 
 

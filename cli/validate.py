@@ -23,13 +23,15 @@ def register(app: typer.Typer) -> None:
         labels: Optional[List[Path]] = typer.Option(None, "--labels", help="labels.SPLIT.csv to check against a "
                                                     "pose h5 (repeat the option for several files)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Processes for big inputs (default: cores)."),
+        videos: Optional[Path] = typer.Option(None, "--videos", help="A folder of videos that must each have "
+                                              "its pose in PATH (pose-missing otherwise)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Check a dataset: exit 0 valid, 1 problems found, 2 unusable input."""
         from sldata.validate import validate as run
 
         report = run(path, deep=deep, split=split, labels=labels, workers=workers,
-                     progress=RichProgress(quiet or json_out))
+                     progress=RichProgress(quiet or json_out), videos=videos)
         if json_out:
             print_json(report.to_dict())
         else:

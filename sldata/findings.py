@@ -40,6 +40,7 @@ CODES: dict[str, Severity] = {
     "extra-clip": "warning",
     "h5-structure": "error",
     "pkl-unreadable": "error",
+    "pose-missing": "error",
 }
 
 

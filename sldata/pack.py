@@ -1,21 +1,50 @@
-"""pkl2h5: pack per-video pose pkls into one pose h5 (SPEC §3), one video in memory at a time.
+"""pkl2h5: pack per-video pose pkls into one pose h5 (SPEC §3), in parallel, resumable after a kill.
 
-Used by `sldata pkl2h5` and by `sldata extract-pose --h5`. Bad pkls (code that
-tries to run, truncated files, wrong shapes, a keypoint count other than the
-file's) are reported and skipped; the h5 appears atomically when complete.
+Used by `sldata pkl2h5` and by `sldata extract-pose --h5`.
+
+How it runs (why each piece is there):
+
+* Worker processes read, check and *compress* the pkls (`encode_sample`: HDF5's own
+  lzf filter on an in-memory file), so the expensive part scales with `--workers`;
+  the one writer (this process) stores the compressed chunks as they are. Workers
+  hold no handle of any output file. At most `2 * workers + 2` results are in
+  flight, so memory does not grow with the corpus.
+* Resume: the writer packs into *parts*, `OUT.sldata-parts/part-NNNNNN.h5`, each a
+  complete pose h5 that appears atomically (temporary name, fsync, rename) every
+  `checkpoint_seconds`, with an index of the pkls it holds (path, size, mtime).
+  A killed run leaves complete parts (kept) and one temporary (removed). A rerun
+  keeps every part whose pkl is unchanged and packs only the rest. An HDF5 file
+  being written is not crash-consistent, so the parts are what makes a kill -9 safe.
+* The output appears only when complete: the largest part becomes it (moved, not
+  copied), the other parts are copied in by HDF5 object copy (chunks as stored,
+  bit-exact), then the parts folder is removed. A run shorter than one checkpoint
+  interval copies nothing; a longer one needs free disk for the parts it copies.
+* Bad pkls (code that tries to run, truncated, wrong shapes, a keypoint set other
+  than the file's, unreadable files or folders, a crashed worker) are recorded
+  failures: the run goes on and exits 1. Errors of the output (disk full, a second
+  run on the same output, an output that is an input) stop the run: exit 2.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import UserError
-from .io import TMP_MARK
-from .pose import PoseH5Writer, PoseSample, keypoint_set_for, load_pkl
+from .io import TMP_MARK, check_output, fsync_dir, output_lock, remove_stale_temporaries, text_name
+from .pose import (DEFAULT_COMPRESSION, EncodedPose, PoseH5Writer, PoseSample, encode_sample, keypoint_set_for,
+                   load_pkl)
 from .progress import NullProgress, Progress
+
+PARTS_SUFFIX = ".sldata-parts"
+PARTS_FORMAT = 1
+DTYPES = ("float32", "float16")
 
 
 @dataclass
@@ -23,156 +52,514 @@ class PackReport:
     output: str
     keypoint_set: str | None = None
     dtype: str = "float32"
-    packed: int = 0
+    packed: int = 0     # videos in the output
+    resumed: int = 0    # of those, packed by an earlier (killed) run and kept
     frames: int = 0
     bad: list[dict[str, str]] = field(default_factory=list)  # {"pkl", "reason"}
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.bad)
 
     @property
     def ok(self) -> bool:
         return not self.bad
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "failed": self.failed, "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class PklItem:
+    """One input pkl: `key` (the h5 key, valid UTF-8), `rel` (its path for messages, valid UTF-8)."""
+
+    path: str
+    key: str
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+def scan_pkls(pkl_dir: str | Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """Every `*.pkl` under `pkl_dir` (recursive, sorted), and the folders that could not be listed.
+
+    `Path.rglob` skips an unreadable folder without a word; here it is a recorded failure.
+    """
+    root = Path(pkl_dir)
+    if not root.is_dir():
+        raise UserError(f"{text_name(str(root))}: not a directory of pkl files")
+    unreadable: list[dict[str, str]] = []
+
+    def onerror(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else root
+        unreadable.append({"pkl": _rel(where, root) + "/",
+                           "reason": f"cannot list folder: {exc.strerror or exc}"})
+
+    pkls: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:  # a symlink loop
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames.sort()
+        pkls += [Path(dirpath) / n for n in filenames if n.endswith(".pkl") and TMP_MARK not in n]
+    pkls = sorted((p for p in pkls if p.is_file()), key=lambda p: _rel(p, root))
+    return pkls, sorted(unreadable, key=lambda u: u["pkl"])
 
 
 def find_pkls(pkl_dir: str | Path) -> list[Path]:
-    """Every `*.pkl` under `pkl_dir` (recursive), sorted; stems must be unique (they become keys)."""
+    """Every `*.pkl` under `pkl_dir` (recursive), sorted (unreadable folders ignored: see scan_pkls)."""
+    return scan_pkls(pkl_dir)[0]
+
+
+def pkl2h5(pkl_dir: str | Path, output: str | Path, *, dtype: str = "float32", workers: int | None = None,
+           checkpoint_seconds: float = 60.0, progress: Progress | None = None) -> PackReport:
+    """Pack every pkl under `pkl_dir` into `output` (keys = pkl stems)."""
+    _check_options(dtype, workers)  # bad options first, before scanning the folder
     root = Path(pkl_dir)
-    if not root.is_dir():
-        raise UserError(f"{root}: not a directory of pkl files")
-    pkls = sorted((p for p in root.rglob("*.pkl") if p.is_file() and TMP_MARK not in p.name),
-                  key=lambda p: p.relative_to(root).as_posix())
-    if not pkls:
-        raise UserError(f"{root}: no .pkl files found")
-    by_stem: dict[str, list[str]] = {}
-    for p in pkls:
-        by_stem.setdefault(p.stem, []).append(p.relative_to(root).as_posix())
-    clashes = {s: v for s, v in by_stem.items() if len(v) > 1}
-    if clashes:
-        lines = [f"  {s}: {', '.join(v)}" for s, v in sorted(clashes.items())][:20]
-        raise UserError(f"{len(clashes)} pkl name(s) occur more than once; h5 keys are the pkl stems "
-                        "and must be unique:\n" + "\n".join(lines))
-    return pkls
+    pkls, unreadable = scan_pkls(root)
+    if not pkls and not unreadable:
+        raise UserError(f"{text_name(str(root))}: no .pkl files found")
+    return pack_pkls(pkls, output, root=root, dtype=dtype, workers=workers, progress=progress,
+                     checkpoint_seconds=checkpoint_seconds, failures=unreadable)
 
 
-def pkl2h5(pkl_dir: str | Path, output: str | Path, *, dtype: str = "float32",
-           progress: Progress | None = None) -> PackReport:
-    """Pack every pkl under `pkl_dir` into `output`."""
-    if dtype not in ("float32", "float16"):  # bad options first, before scanning the folder
+def default_workers() -> int:
+    """Readers beyond ~8 outrun the one writer."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _check_options(dtype: str, workers: int | None) -> None:
+    if dtype not in DTYPES:
         raise UserError(f"--dtype must be float32 or float16, not {dtype!r}")
-    root = Path(pkl_dir)
-    return pack_pkls(find_pkls(root), output, root=root, dtype=dtype, progress=progress)
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1, not {workers}")
 
 
 def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: str = "float32",
-              keypoint_set: str | None = None, progress: Progress | None = None) -> PackReport:
+              keypoint_set: str | None = None, workers: int | None = None, checkpoint_seconds: float = 60.0,
+              failures: Sequence[dict[str, str]] = (), progress: Progress | None = None,
+              loader: Callable[[str], PoseSample] = load_pkl) -> PackReport:
     """Pack `pkls` (keys = stems) into `output`; `source` is the video path each pkl recorded,
     else the pkl's path relative to `root`.
 
-    keypoint_set: the set the file holds; by default the set of most pkls (one
-    pass when they agree, a second only when a minority set came first).
+    keypoint_set: the set the file holds; by default the set of most pkls.
+    failures: failures found before packing (unreadable folders), reported with the rest.
+    loader: reads one pkl in a worker (module-level, picklable; tests pass one that crashes).
     """
-    if dtype not in ("float32", "float16"):
-        raise UserError(f"--dtype must be float32 or float16, not {dtype!r}")
+    _check_options(dtype, workers)
+    workers = workers or default_workers()
     output = Path(output)
-    if output.is_dir():
-        raise UserError(f"{output}: is a directory, expected an .h5 file name")
-    if output.exists() and any(output.resolve() == Path(p).resolve() for p in pkls):
-        raise UserError(f"{output}: is one of the input pkls; give the h5 another name")
-    from .migrate import remove_stale_temporaries
-
-    remove_stale_temporaries(output)  # what a killed run left (`OUTPUT.sldata-tmp-PID-*` of dead PIDs)
+    report = PackReport(text_name(str(output)), dtype=dtype, bad=list(failures))
+    items = _items(pkls, Path(root), report)
+    _check_output(output, pkls)
     progress = progress or NullProgress()
-    report = PackReport(str(output), dtype=dtype)
-    writer: PoseH5Writer | None = None
-    provenance = _Provenance()
-    others: dict[str, int] = {}  # pkls refused for holding another keypoint set
-    progress.start("pkl2h5", total=len(pkls), unit="pkls")
-    try:
-        for pkl in pkls:
-            name = _rel(pkl, root)
-            try:
-                sample = load_pkl(pkl)
-                kset = _check(sample, keypoint_set or (writer.kset.name if writer else None), others)
-                if writer is None:
-                    writer = PoseH5Writer(output, keypoint_set=kset, dtype=dtype)
-                    report.keypoint_set = kset
-                meta = sample.extra.get("meta")
-                meta = meta if isinstance(meta, dict) else {}
-                source = meta.get("source") if isinstance(meta.get("source"), str) else name
-                writer.add(pkl.stem, sample, source=source)
-            except UserError as exc:
-                report.bad.append({"pkl": name, "reason": _strip(str(exc), pkl)})
-            else:
-                provenance.add(meta)
-                report.packed += 1
-                report.frames += sample.num_frames
-            progress.advance(1)
-        majority = max(others.items(), key=lambda kv: kv[1], default=(None, 0))
-        if keypoint_set is None and majority[1] > report.packed:
-            # A minority set came first: start again holding the set most pkls have.
-            if writer is not None:
-                writer.abort()
-                writer = None
-            return pack_pkls(pkls, output, root=root, dtype=dtype, keypoint_set=majority[0], progress=progress)
-        if writer is None:
+    with output_lock(output, "pose h5"):
+        remove_stale_temporaries(output)  # what a killed run left (`OUTPUT.sldata-tmp-*` of dead PIDs)
+        parts = _Parts(output, dtype, DEFAULT_COMPRESSION, checkpoint_seconds)
+        done = parts.load(report)
+        todo = [it for it in items if not _unchanged(done.get(it.key), it)]
+        resumed = {it.key for it in items} - {it.key for it in todo}  # packed by an earlier run, unchanged
+        keep = set(resumed)
+        jobs = [(it.path, it.key, it.rel, dtype, DEFAULT_COMPRESSION, loader) for it in todo]
+        by_key = {it.key: it for it in todo}
+        results = _run_pool(_encode_job, jobs, workers)  # workers fork before the progress bar's thread
+        try:
+            progress.start("pkl2h5", total=len(items), unit="pkls")
+            progress.advance(len(items) - len(todo))
+            for job, res in results:
+                key, rel = job[1], job[2]
+                if isinstance(res, BaseException) or not res.get("ok"):
+                    reason = (f"worker process died ({type(res).__name__}) while reading it" if
+                              isinstance(res, BaseException) else res["reason"])
+                    report.bad.append({"pkl": rel, "reason": reason})
+                else:
+                    parts.add(key, res, _entry(res, by_key[key]))
+                    keep.add(key)
+                progress.advance(1)
+            parts.checkpoint()
+        finally:
+            results.close()  # on an error: stop the workers now
+            parts.close_open()
+            progress.finish()
+            if parts.dir.is_dir() and not any(parts.dir.iterdir()):
+                parts.dir.rmdir()  # nothing worth keeping for a rerun
+        entries = {k: v for k, v in parts.entries.items() if k in keep}
+        _choose_set(entries, keypoint_set, report)
+        if not entries:
             shown = "; ".join(f"{b['pkl']}: {b['reason']}" for b in report.bad[:10])
-            raise UserError(f"no usable pkl among {len(pkls)}: {shown}")
-        attrs, report.warnings = provenance.attrs(report.packed)
-        writer.update_attrs(attrs)
-        writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    finally:
-        progress.finish()
+            parts.remove()
+            raise UserError(f"no usable pkl among {len(items)}: {shown}")
+        attrs, notes = _provenance(entries.values())
+        report.warnings += notes
+        report.resumed = sum(1 for k in entries if k in resumed)
+        report.packed = len(entries)
+        report.frames = sum(e["frames"] for e in entries.values())
+        parts.merge_into(output, entries, report.keypoint_set, attrs, progress)
+        parts.remove()
+    report.bad.sort(key=lambda b: b["pkl"])
     return report
 
 
-def _check(sample: PoseSample, expected: str | None, others: dict[str, int]) -> str:
-    """The keypoint set of a sample, refused when empty or unlike the file being written."""
-    f, n = sample.keypoints.shape[:2]
-    if f == 0:
-        raise UserError("no frames")
-    kset = keypoint_set_for(n)
-    if kset is None:
-        raise UserError(f"{n} keypoints per frame match no keypoint set (openhands75: 75, holistic543: 543)")
-    if expected is not None and kset.name != expected:
-        others[kset.name] = others.get(kset.name, 0) + 1
-        raise UserError(f"mixed keypoint sets: {kset.name} ({n} keypoints) in a file of {expected}")
-    return kset.name
+# --- inputs ------------------------------------------------------------------------------
+
+def _items(pkls: Sequence[Path], root: Path, report: PackReport) -> list[PklItem]:
+    items: list[PklItem] = []
+    by_key: dict[str, list[str]] = {}
+    renamed: list[str] = []
+    for p in pkls:
+        rel = text_name(_rel(p, root))
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            report.bad.append({"pkl": rel, "reason": exc.strerror or str(exc)})
+            continue
+        key = text_name(p.stem)
+        if key != p.stem:
+            renamed.append(rel)
+        by_key.setdefault(key, []).append(rel)
+        items.append(PklItem(str(p), key, rel, st.st_size, st.st_mtime_ns))
+    clashes = {s: v for s, v in by_key.items() if len(v) > 1}
+    if clashes:
+        lines = [f"  {s}: {', '.join(sorted(v))}" for s, v in sorted(clashes.items())][:20]
+        raise UserError(f"{len(clashes)} pkl name(s) occur more than once; h5 keys are the pkl stems "
+                        "and must be unique:\n" + "\n".join(lines))
+    if renamed:
+        report.warnings.append(f"{len(renamed)} pkl name(s) are not valid UTF-8; their keys and sources are "
+                               f"written with \\xNN escapes (e.g. {renamed[0]})")
+    return items
 
 
-class _Provenance:
+def _check_output(output: Path, inputs: Sequence[Path]) -> None:
+    """The output rule before any work: never an input (path, symlink, hard link), never a directory,
+    and an existing file is replaced only when it is a pose h5 (an earlier output), never e.g. a
+    labels CSV given to `-o` by mistake."""
+    check_output(output, inputs=inputs, kind="file")
+    if os.path.lexists(output) and not is_pose_h5(output):
+        raise UserError(f"{text_name(output)} exists and is not a pose h5; refusing to replace it "
+                        "(choose another output path, or remove it first)")
+
+
+def is_pose_h5(path: Path) -> bool:
+    """An HDF5 file with a `keypoints` group (ours or OpenHands')."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return isinstance(f.get("keypoints"), h5py.Group)
+    except (OSError, ValueError):
+        return False
+
+
+def _unchanged(entry: dict[str, Any] | None, item: PklItem) -> bool:
+    return entry is not None and entry["size"] == item.size and entry["mtime_ns"] == item.mtime_ns
+
+
+# --- workers -----------------------------------------------------------------------------
+
+def _encode_job(job: tuple) -> dict[str, Any]:
+    """In a worker: read one pkl, check it, compress it. Every failure comes back as a reason."""
+    path, key, rel, dtype, compression, loader = job
+    try:
+        sample = loader(path)
+        f, n = sample.keypoints.shape[:2]
+        if f == 0:
+            raise UserError("no frames")
+        kset = keypoint_set_for(n)
+        if kset is None:
+            raise UserError(f"{n} keypoints per frame match no keypoint set (openhands75: 75, holistic543: 543)")
+        meta = sample.extra.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
+        source = meta.get("source") if isinstance(meta.get("source"), str) else rel
+        enc = encode_sample(sample, dtype=dtype, compression=compression, source=source)
+    except UserError as exc:
+        return {"ok": False, "reason": _strip(str(exc), path)}
+    except OSError as exc:
+        return {"ok": False, "reason": exc.strerror or str(exc)}
+    except MemoryError:
+        return {"ok": False, "reason": "out of memory while reading it"}
+    prov = {"mediapipe_version": meta.get("mediapipe_version") if isinstance(meta.get("mediapipe_version"), str)
+            else None,
+            "options": json.dumps(meta["options"], sort_keys=True) if isinstance(meta.get("options"), dict)
+            else None}
+    return {"ok": True, "enc": enc, "kset": kset.name, "frames": f, "prov": prov}
+
+
+def _worker_init() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the writer, which stops the pool
+
+
+def _run_pool(fn: Callable[[Any], Any], jobs: list, workers: int) -> Iterator[tuple[Any, Any]]:
+    """Yield `(job, result)` as workers finish, at most `2 * workers + 2` in flight.
+
+    A worker that dies (a native crash, the OOM killer) breaks the whole pool and
+    every job in flight with it; those jobs are then run again one at a time in a
+    fresh pool, so the one that kills its worker again is recorded as the failure
+    (`(job, exception)`) and the others are packed.
+    """
+    if not jobs:
+        return (_ for _ in ())
+    return _pool_iter(fn, deque(jobs), workers, _new_pool(workers))  # the pool starts now, not on first next()
+
+
+def _pool_iter(fn: Callable[[Any], Any], pending: deque, workers: int, pool: Any) -> Iterator[tuple[Any, Any]]:
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    window = 2 * workers + 2
+    suspects: deque = deque()
+    inflight: dict[Any, Any] = {}
+    try:
+        while pending or inflight or suspects:
+            if suspects and not inflight:  # one at a time: a crash now is that job's own
+                job = suspects.popleft()
+                try:
+                    res = pool.submit(fn, job).result()
+                except BrokenProcessPool as exc:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    pool = _new_pool(workers)
+                    yield job, exc
+                else:
+                    yield job, res
+                continue
+            broken = False
+            while pending and len(inflight) < window and not suspects and not broken:
+                job = pending.popleft()
+                try:
+                    inflight[pool.submit(fn, job)] = job
+                except BrokenProcessPool:  # a worker died since the last wait: found below
+                    pending.appendleft(job)
+                    broken = True
+            finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = inflight.pop(fut)
+                try:
+                    res = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    suspects.append(job)
+                    continue
+                yield job, res
+            if broken:
+                suspects.extend(inflight.values())
+                inflight.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = _new_pool(workers)
+    except BaseException:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()  # interrupted: stop now, do not finish the queue
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _new_pool(workers: int):
+    """Fork while this process has no HDF5 file open and no other thread (fast start);
+    otherwise forkserver, so no worker ever inherits an open output file."""
+    import multiprocessing as mp
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    import h5py
+
+    fork_ok = ("fork" in mp.get_all_start_methods() and threading.active_count() == 1
+               and h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE) == 0
+               and not {"mediapipe", "cv2"} & set(sys.modules))  # their native threads: not fork-safe
+    method = "fork" if fork_ok else ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_worker_init)
+    if fork_ok:
+        pool.submit(int).result()  # fork every worker now, before the caller starts a thread or opens a file
+    return pool
+
+
+def _entry(res: dict[str, Any], item: PklItem) -> dict[str, Any]:
+    """What a part's index records of a packed pkl; size and mtime are those seen before reading it,
+    so a pkl changed while the run read it is packed again by the next run."""
+    return {"rel": item.rel, "size": item.size, "mtime_ns": item.mtime_ns, "kset": res["kset"],
+            "frames": res["frames"], **res["prov"]}
+
+
+# --- parts: the resumable state ----------------------------------------------------------
+
+class _Parts:
+    """`OUT.sldata-parts/`: complete pose h5 parts with an index each; what a rerun keeps."""
+
+    def __init__(self, output: Path, dtype: str, compression: str | None, checkpoint_seconds: float):
+        self.output = output
+        self.dir = output.with_name(output.name + PARTS_SUFFIX)
+        self.header = {"format": PARTS_FORMAT, "dtype": dtype, "compression": compression}
+        self.checkpoint_seconds = checkpoint_seconds
+        self.entries: dict[str, dict[str, Any]] = {}   # key -> entry (with "part")
+        self.part_keys: dict[str, set[str]] = {}       # complete part -> every key it holds
+        self._open: dict[str, tuple[PoseH5Writer, dict[str, Any]]] = {}  # kset -> (writer, index)
+        self._next = 0
+        self._since = time.monotonic()
+
+    def load(self, report: PackReport) -> dict[str, dict[str, Any]]:
+        """Read the parts of an earlier run; drop temporaries, unreadable parts and other options.
+
+        A part is `part-N.h5` plus its index `part-N.json`, written first: an index
+        without its h5 is a part that never completed.
+        """
+        import h5py
+
+        if not self.dir.is_dir():
+            return {}
+        names = sorted(os.listdir(self.dir))
+        for name in names:
+            if TMP_MARK in name:  # a part being written when the run was killed
+                _unlink(self.dir / name)
+        for name in names:
+            if name.endswith(".json") and name[:-5] + ".h5" not in names:
+                _unlink(self.dir / name)
+        for part in [self.dir / n for n in names if n.startswith("part-") and n.endswith(".h5")]:
+            try:
+                index = json.loads(part.with_suffix(".json").read_bytes())
+                with h5py.File(part, "r") as f:
+                    keys = set(f["keypoints"].keys()) & set(f["visibility"].keys())
+            except Exception:  # cut short by a crash of the machine: its pkls are packed again
+                _unlink(part)
+                _unlink(part.with_suffix(".json"))
+                continue
+            if index.get("header") != self.header:
+                report.warnings.append(f"parts of an earlier run with other options ({index.get('header')}) "
+                                       "were discarded")
+                self.remove()
+                self.entries, self.part_keys = {}, {}
+                return {}
+            self.part_keys[part.name] = set(index["entries"])
+            for key, e in index["entries"].items():
+                if key in keys:  # a later part (a pkl packed again after it changed) wins
+                    self.entries[key] = {**e, "part": part.name}
+            self._next = max(self._next, int(part.stem.split("-")[1]) + 1)
+        return dict(self.entries)
+
+    def add(self, key: str, res: dict[str, Any], entry: dict[str, Any]) -> None:
+        kset = res["kset"]
+        if kset not in self._open:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            part = self.dir / f"part-{self._next:06d}.h5"
+            self._next += 1
+            w = PoseH5Writer(part, keypoint_set=kset, dtype=self.header["dtype"],
+                             compression=self.header["compression"])
+            self._open[kset] = (w, {})
+        w, index = self._open[kset]
+        enc: EncodedPose = res["enc"]
+        try:
+            w.add_encoded(key, enc)
+        except UserError as exc:
+            raise UserError(f"{text_name(str(self.output))}: {_after_colon(str(exc))}"
+                            f" (parts packed so far are kept in {text_name(str(self.dir))}; rerun to resume)") \
+                from None
+        index[key] = entry
+        self.entries[key] = {**entry, "part": w.path.name}
+        if time.monotonic() - self._since >= self.checkpoint_seconds:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Close every open part: from now on they survive a kill."""
+        while self._open:
+            kset, (w, index) = self._open.popitem()
+            try:
+                _write_index(w.path.with_suffix(".json"), {"header": self.header, "entries": index})
+                w.close()
+            except UserError as exc:
+                for key in index:
+                    self.entries.pop(key, None)
+                raise UserError(f"{text_name(str(self.output))}: {_after_colon(str(exc))}"
+                                f" (parts packed so far are kept in {text_name(str(self.dir))}; rerun to resume)") \
+                    from None
+            self.part_keys[w.path.name] = set(index)
+            fsync_dir(self.dir)
+        self._since = time.monotonic()
+
+    def close_open(self) -> None:
+        """After a failure: discard the parts being written (their pkls are packed again next time)."""
+        while self._open:
+            _, (w, index) = self._open.popitem()
+            for key in index:
+                self.entries.pop(key, None)
+            w.abort()
+
+    def merge_into(self, output: Path, entries: dict[str, dict[str, Any]], kset: str, attrs: dict[str, Any],
+                   progress: Progress) -> None:
+        """The output, atomically: the largest part holding only chosen keys becomes it (moved, not
+        copied), the chosen keys of the other parts are copied in (chunks as stored).
+
+        A kill from here on loses the moved part (its pkls are packed again by the rerun), never more.
+        """
+        import h5py
+
+        by_part: dict[str, list[str]] = {}
+        for key, e in entries.items():
+            by_part.setdefault(e["part"], []).append(key)
+        whole = [p for p, ks in by_part.items() if self.part_keys.get(p) == set(ks)]
+        base = max(whole, key=lambda p: (len(by_part[p]), p), default=None)
+        progress.start(f"pkl2h5 → {output.name}", total=len(entries), unit="videos")
+        w = PoseH5Writer(output, keypoint_set=kset, dtype=self.header["dtype"], compression=self.header["compression"],
+                         root_attrs=attrs, start_from=self.dir / base if base else None)
+        try:
+            progress.advance(len(by_part.pop(base, [])))
+            for part in sorted(by_part):
+                with h5py.File(self.dir / part, "r") as src:
+                    for i, key in enumerate(sorted(by_part[part])):
+                        w.copy_from(src, key, flush=(i % 256 == 255), check=False)
+                        progress.advance(1)
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
+        finally:
+            progress.finish()
+        fsync_dir(output.parent)
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _choose_set(entries: dict[str, dict[str, Any]], wanted: str | None, report: PackReport) -> None:
+    """Keep the keys of one keypoint set (the wanted one, else the most common); the rest are failures."""
+    counts = Counter(e["kset"] for e in entries.values())
+    if not counts:
+        return
+    kset = wanted or max(sorted(counts), key=lambda k: counts[k])
+    report.keypoint_set = kset
+    from .pose import KEYPOINT_SETS
+
+    for key in [k for k, e in entries.items() if e["kset"] != kset]:
+        e = entries.pop(key)
+        n = KEYPOINT_SETS[e["kset"]].num_keypoints
+        report.bad.append({"pkl": e["rel"], "reason": f"mixed keypoint sets: {e['kset']} ({n} keypoints) "
+                                                      f"in a file of {kset}"})
+
+
+def _provenance(entries: Any) -> tuple[dict[str, Any], list[str]]:
     """What the pkls recorded about their extraction; the root attributes say it once."""
+    entries = list(entries)
+    mediapipe = {e["mediapipe_version"] for e in entries if e.get("mediapipe_version")}
+    options = {e["options"] for e in entries if e.get("options")}
+    with_options = sum(1 for e in entries if e.get("options"))
+    attrs: dict[str, Any] = {}
+    warnings: list[str] = []
+    if mediapipe:
+        attrs["mediapipe_version"] = ", ".join(sorted(mediapipe))
+        if len(mediapipe) > 1:
+            warnings.append(f"pkls come from several MediaPipe versions: {attrs['mediapipe_version']}")
+    if len(options) == 1 and with_options == len(entries):
+        attrs["extraction_options"] = next(iter(options))
+    elif options:
+        warnings.append("pkls were extracted with different options; extraction_options not recorded")
+    return attrs, warnings
 
-    def __init__(self) -> None:
-        self.mediapipe: set[str] = set()
-        self.options: set[str] = set()
-        self.with_options = 0
 
-    def add(self, meta: dict[str, Any]) -> None:
-        if isinstance(meta.get("mediapipe_version"), str):
-            self.mediapipe.add(meta["mediapipe_version"])
-        if isinstance(meta.get("options"), dict):
-            self.options.add(json.dumps(meta["options"], sort_keys=True))
-            self.with_options += 1
-
-    def attrs(self, packed: int) -> tuple[dict[str, Any], list[str]]:
-        attrs: dict[str, Any] = {}
-        warnings: list[str] = []
-        if self.mediapipe:
-            attrs["mediapipe_version"] = ", ".join(sorted(self.mediapipe))
-            if len(self.mediapipe) > 1:
-                warnings.append(f"pkls come from several MediaPipe versions: {attrs['mediapipe_version']}")
-        if len(self.options) == 1 and self.with_options == packed:
-            attrs["extraction_options"] = next(iter(self.options))
-        elif self.options:
-            warnings.append("pkls were extracted with different options; extraction_options not recorded")
-        return attrs, warnings
-
+# --- small helpers -----------------------------------------------------------------------
 
 def _rel(p: Path, root: Path) -> str:
     try:
@@ -181,7 +568,26 @@ def _rel(p: Path, root: Path) -> str:
         return str(p)
 
 
-def _strip(message: str, pkl: Path) -> str:
+def _strip(message: str, pkl: str) -> str:
     """Library messages start with the path; the report already names the pkl."""
     prefix = f"{pkl}: "
     return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _after_colon(message: str) -> str:
+    """`PART: cannot write: X` -> `cannot write: X` (the user knows the output, not the part)."""
+    head, sep, tail = message.partition(": ")
+    return tail if sep and head.endswith(".h5") else message
+
+
+def _write_index(path: Path, index: dict[str, Any]) -> None:
+    from .io import write_bytes_atomic
+
+    write_bytes_atomic(path, json.dumps(index).encode())
+
+
+def _unlink(p: Path) -> None:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        pass

@@ -67,6 +67,7 @@ def test_core_install_runs_mock_shard_validate_stats(core_venv: Path, tmp_path: 
 @pytest.mark.parametrize("args, extra", [
     (("sltrain", "pretrain", str(ROOT / "configs" / "dpc_smoke_cpu.yaml")), "train"),
     (("sldata", "stats", "mock_data/", "--plots", "plots"), "look"),
+    (("sldata", "extract-pose", str(ROOT / "tests" / "data" / "astronaut.mp4"), "-o", "poses"), "extract"),
 ])
 def test_a_command_whose_extra_is_missing_exits_2_naming_it(core_venv: Path, tmp_path: Path,
                                                            args: tuple[str, ...], extra: str) -> None:

@@ -11,10 +11,12 @@ import contextlib
 import os
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from ..errors import UserError
 from ..pose import KeypointSet
 
 #: keypoint-set part -> (attribute of the Holistic result, landmark count, has visibility).
@@ -59,7 +61,7 @@ def frame_arrays(results: Any, kset: KeypointSet) -> tuple[np.ndarray, np.ndarra
 class HolisticOptions:
     """Everything that changes the landmarks; recorded in every pkl and hashed for resume."""
 
-    model_complexity: int = 1  # 0 and 2 download models at run time: 1 is the one that works offline
+    model_complexity: int = 1  # only 1's model ships in the mediapipe wheel; 0 and 2 need theirs downloaded
     smooth_landmarks: bool = True
     refine_face_landmarks: bool = False
     min_detection_confidence: float = 0.5
@@ -135,6 +137,38 @@ class HolisticModel:
             with native_stderr_silenced():
                 self._graph.close()
             self._graph = None
+
+
+#: --model-complexity -> the pose landmark model MediaPipe Holistic loads for it.
+POSE_LANDMARK_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite",
+                        2: "pose_landmark_heavy.tflite"}
+
+
+def check_model_available(complexity: int) -> Path:
+    """The model file `complexity` needs, refused (UserError) when the mediapipe package lacks it.
+
+    MediaPipe downloads the lite and heavy models into its own package folder the
+    first time a graph asks for them. Here that would happen inside every worker
+    at once, half-way into a run, and fails on machines without network (cluster
+    nodes often are): so the file must be there before any work starts.
+    """
+    import importlib.util
+
+    from ..errors import require_extra
+
+    if complexity not in POSE_LANDMARK_MODELS:
+        raise UserError(f"--model-complexity must be 0, 1 or 2, not {complexity}")
+    require_extra("extract", "mediapipe", "cv2")  # before any work, not in every worker
+    spec = importlib.util.find_spec("mediapipe")
+    assert spec is not None and spec.submodule_search_locations
+    folder = Path(list(spec.submodule_search_locations)[0]) / "modules" / "pose_landmark"
+    model = folder / POSE_LANDMARK_MODELS[complexity]
+    if not model.is_file():
+        raise UserError(f"--model-complexity {complexity} needs MediaPipe's {model.name}, which the installed "
+                        f"mediapipe {mediapipe_version()} does not ship (MediaPipe would download it at run time; "
+                        f"this command never downloads models). Copy that file into {folder}/ from a machine "
+                        "with network, or use --model-complexity 1 (bundled)")
+    return model
 
 
 def mediapipe_version() -> str:

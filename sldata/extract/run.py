@@ -1,32 +1,38 @@
-"""extract-pose: find videos, split the work, resume, run Holistic per video, record failures.
+"""extract-pose: resume, run Holistic per video, record failures.
 
 Every video becomes `OUT/<stem>.pkl` (SPEC §3), written atomically with a `meta`
 entry holding the options hash; a rerun skips pkls that are complete and were
-made with the same options, and redoes everything else. Videos that cannot be
-decoded are recorded in `OUT/failures.jsonl` and the run goes on.
+made with the same options, and redoes everything else. Which videos a run does
+(discovery, `--list`, the job-array split) is `inputs`; landmarks stream through
+`spool` so a long video costs no more memory than a short one. Videos that
+cannot be decoded, and videos whose worker died twice, are recorded in
+`OUT/failures*.jsonl` and the run goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any, Callable, Iterator
 
 from ..errors import UserError
-from ..io import TMP_MARK, dumps_json, write_bytes_atomic
-from ..pose import PoseSample, keypoint_set, save_pkl
+from ..io import TMP_MARK, dumps_json, text_name, tmp_name, write_bytes_atomic
+from ..pose import keypoint_set
 from ..progress import NullProgress, Progress
-from .holistic import HolisticModel, HolisticOptions, frame_arrays, mediapipe_version
-
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+from .executors import WorkerLost
+from .holistic import HolisticModel, HolisticOptions, check_model_available, frame_arrays, mediapipe_version
+from .inputs import (VIDEO_EXTS, check_shard_args, check_stems, discover_videos, read_video_list,
+                     relative_name, shard_videos)
+from .spool import FrameSpool, spool_names, write_spooled_pkl
 #: Containers whose frame count comes from an index (exact); mkv/webm counts are
 #: estimated from the duration, so a small shortfall there is not an error.
 INDEXED_EXTS = (".mp4", ".mov", ".avi")
@@ -79,6 +85,7 @@ class ExtractReport:
     failures_file: str | None = None
     shard: tuple[int, int] | None = None  # (index, count)
     pkls: list[str] = field(default_factory=list)  # complete outputs of this run, sorted
+    notices: list[str] = field(default_factory=list)  # one-line notes (e.g. workers clamped to the CPUs)
     h5: dict[str, Any] | None = None
 
     @property
@@ -96,51 +103,7 @@ class ExtractReport:
         return d
 
 
-# --- the video list -------------------------------------------------------------------
-
-def discover_videos(root: str | Path) -> list[Path]:
-    """Every video under `root` (recursive), sorted by relative path; `root` may be one video."""
-    root = Path(root)
-    if root.is_file():
-        if root.suffix.lower() not in VIDEO_EXTS:
-            raise UserError(f"{root}: not a video ({', '.join(VIDEO_EXTS)})")
-        return [root]
-    if not root.is_dir():
-        raise UserError(f"{root}: no such file or directory")
-    found = [p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file()
-             and TMP_MARK not in p.name]
-    if not found:
-        raise UserError(f"{root}: no videos ({', '.join(VIDEO_EXTS)}) found")
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
-
-def stem_collisions(videos: Sequence[Path]) -> dict[str, list[Path]]:
-    """Stems shared by several videos: they would write the same pkl and h5 key."""
-    by_stem: dict[str, list[Path]] = {}
-    for v in videos:
-        by_stem.setdefault(v.stem, []).append(v)
-    return {s: vs for s, vs in by_stem.items() if len(vs) > 1}
-
-
-def check_stems(videos: Sequence[Path], root: Path) -> None:
-    clashes = stem_collisions(videos)
-    if clashes:
-        def rel(p: Path) -> str:
-            return p.relative_to(root).as_posix() if root.is_dir() else str(p)
-        lines = [f"  {stem}: {', '.join(rel(p) for p in paths)}" for stem, paths in sorted(clashes.items())]
-        more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
-        raise UserError(f"{len(clashes)} video name(s) occur more than once; each video's pkl is named by "
-                        "its stem, so rename them first:\n" + "\n".join(lines[:20]) + more)
-
-
-def shard_videos(videos: Sequence[Path], num_shards: int, shard_index: int) -> list[Path]:
-    """Round-robin split of the sorted list: shards are disjoint, cover all, sizes differ by <= 1."""
-    if num_shards < 1:
-        raise UserError(f"--num-shards must be at least 1, not {num_shards}")
-    if not 0 <= shard_index < num_shards:
-        raise UserError(f"--shard-index must be in [0, {num_shards - 1}], not {shard_index}")
-    return list(videos[shard_index::num_shards])
-
+# --- resume -------------------------------------------------------------------------------
 
 def is_complete(pkl: Path, options_hash: str) -> bool:
     """A pkl this toolkit wrote with the same options, checked without loading its arrays.
@@ -166,11 +129,29 @@ def is_complete(pkl: Path, options_hash: str) -> bool:
 _TAIL = 64 * 1024  # far more than a pickled `meta` needs
 
 
-def _remove_stale_tmp(out_dir: Path, stems: set[str]) -> None:
-    """Temporaries a killed run left for *our* videos (other shards may be writing theirs)."""
-    for p in out_dir.glob(f"*.pkl{TMP_MARK}*"):
-        if p.name.split(".pkl" + TMP_MARK, 1)[0] in stems:
-            p.unlink(missing_ok=True)
+def _remove_stale_tmp(out_dir: Path, pkls: list[Path]) -> None:
+    """Temporaries that dead runs (or workers lost in this one) left for *our* videos, in one scan.
+
+    `sldata.io.remove_stale_temporaries` does this for one output per directory
+    scan; a corpus folder holds 10^5 pkls, so all of ours are matched in one pass,
+    by the same rule: a temporary of a live process (a twin task resubmitted while
+    the first still runs) is never touched; of another host, only once old.
+    """
+    from ..io import _is_stale
+
+    prefixes = set()
+    for pkl in pkls:
+        for target in (pkl, *spool_names(pkl)):
+            name = tmp_name(target).name
+            prefixes.add(name[: name.index(TMP_MARK) + len(TMP_MARK)])
+    try:
+        entries = list(os.scandir(out_dir))
+    except FileNotFoundError:
+        return
+    for e in entries:
+        cut = e.name.find(TMP_MARK) + len(TMP_MARK)
+        if cut >= len(TMP_MARK) and e.name[:cut] in prefixes and _is_stale(Path(e.path), e.name[cut:]):
+            Path(e.path).unlink(missing_ok=True)
 
 
 # --- one video (runs in a worker) ---------------------------------------------------------
@@ -205,18 +186,46 @@ def extract_video(job: Job, options: ExtractOptions) -> VideoResult:
     return VideoResult(job.source, reason is None, frames, time.perf_counter() - t0, reason)
 
 
+@contextlib.contextmanager
+def open_video(path: Path) -> Iterator[Any]:
+    """`cv2.VideoCapture` of any path, closed on exit.
+
+    OpenCV's FFmpeg backend crashes (SIGSEGV) on a path that is not valid UTF-8,
+    and mishandles some non-ASCII ones: such a video is opened through an ASCII
+    symlink in a private temporary folder instead.
+    """
+    import cv2
+
+    name = str(path)
+    link_dir = None
+    if not name.isascii():
+        link_dir = tempfile.mkdtemp(prefix="sldata-video-")
+        suffix = path.suffix.lower() if path.suffix.isascii() else ""
+        name = os.path.join(link_dir, "video" + suffix)
+        os.symlink(os.path.abspath(path), name)
+    cap = cv2.VideoCapture(name)
+    try:
+        yield cap
+    finally:
+        cap.release()
+        if link_dir is not None:
+            shutil.rmtree(link_dir, ignore_errors=True)
+
+
 def _extract(job: Job, options: ExtractOptions) -> tuple[int, str | None]:
     import cv2
 
     path = Path(job.video)
     try:
         size = path.stat().st_size
+    except FileNotFoundError:
+        return 0, "no such file (listed, but not found)"
     except OSError as exc:
         return 0, f"cannot read file: {exc.strerror or exc}"
     if size == 0:
         return 0, "empty file (0 bytes)"
-    cap = cv2.VideoCapture(str(path))
-    try:
+    kset = keypoint_set(options.keypoints)
+    with open_video(path) as cap, FrameSpool(job.out, kset.num_keypoints) as spool:
         if not cap.isOpened():
             return 0, "cannot open: not a readable video (corrupt, truncated or unsupported container)"
         fps = cap.get(cv2.CAP_PROP_FPS)
@@ -226,29 +235,21 @@ def _extract(job: Job, options: ExtractOptions) -> tuple[int, str | None]:
             init_worker(options)
         assert _MODEL is not None
         _MODEL.new_video()
-        kset = keypoint_set(options.keypoints)
-        kps: list[np.ndarray] = []
-        confs: list[np.ndarray] = []
-        while True:
+        while True:  # landmarks go to the spool block by block: memory does not grow with the video
             ok, frame = cap.read()
             if not ok:
                 break
-            kp, conf = frame_arrays(_MODEL.process_bgr(frame), kset)
-            kps.append(kp)
-            confs.append(conf)
-    finally:
-        cap.release()
-    n = len(kps)
-    if n == 0:
-        return 0, "no decodable frames"
-    slack = 0 if path.suffix.lower() in INDEXED_EXTS else max(2, expected // 50)
-    if expected > 0 and n < expected - slack:
-        return n, f"decoding stopped at frame {n} of {expected} (corrupt or truncated stream)"
-    meta = {"options_hash": options.hash(), "options": options.as_dict(), "keypoint_set": options.keypoints,
-            "sldata_version": _version(), "mediapipe_version": mediapipe_version(), "source": job.source}
-    sample = PoseSample(np.stack(kps), np.stack(confs), fps=float(fps) if fps and fps > 0 else None,
-                        width=width or None, height=height or None, extra={"meta": meta})
-    save_pkl(job.out, sample)
+            spool.append(*frame_arrays(_MODEL.process_bgr(frame), kset))
+        n = spool.frames
+        if n == 0:
+            return 0, "no decodable frames"
+        slack = 0 if path.suffix.lower() in INDEXED_EXTS else max(2, expected // 50)
+        if expected > 0 and n < expected - slack:
+            return n, f"decoding stopped at frame {n} of {expected} (corrupt or truncated stream)"
+        meta = {"options_hash": options.hash(), "options": options.as_dict(), "keypoint_set": options.keypoints,
+                "sldata_version": _version(), "mediapipe_version": mediapipe_version(), "source": job.source}
+        write_spooled_pkl(job.out, spool, fps=float(fps) if fps and fps > 0 else None, width=width or None,
+                          height=height or None, extra={"meta": meta})
     return n, None
 
 
@@ -265,34 +266,49 @@ def failures_name(num_shards: int, shard_index: int) -> str:
     return "failures.jsonl" if num_shards == 1 else f"failures.shard-{shard_index}-of-{num_shards}.jsonl"
 
 
+def lost_reason(exc: BaseException) -> str:
+    """A failure reason for a job whose worker did not return a result."""
+    if isinstance(exc, WorkerLost):
+        return str(exc)
+    return f"worker error ({type(exc).__name__}: {exc}); rerun to retry"
+
+
 def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
                    options: ExtractOptions | None = None, workers: int | None = None,
                    num_shards: int = 1, shard_index: int = 0, executor: str = "local",
+                   video_list: str | Path | None = None, in_process: bool = False,
                    h5: str | Path | None = None, h5_dtype: str = "float32",
-                   progress: Progress | None = None) -> ExtractReport:
-    """Extract pose from every video under `videos` into `out_dir`; see the module docstring."""
+                   progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> ExtractReport:
+    """Extract pose from every video under `videos` (or listed in `video_list`) into `out_dir`.
+
+    in_process: with one local worker, run it in this process (no crash isolation: a
+    native crash in one video ends the caller; for tests and notebooks).
+    notify: called with one-line notices as they arise (e.g. workers clamped to the CPUs).
+    """
     from .executors import make_executor
 
     options = options or ExtractOptions()
     keypoint_set(options.keypoints)  # a bad name fails before any work
+    check_model_available(options.holistic.model_complexity)
+    check_shard_args(num_shards, shard_index)
     progress = progress or NullProgress()
     root, out = Path(videos), Path(out_dir)
-    all_videos = discover_videos(root)
+    all_videos = read_video_list(video_list, root) if video_list is not None else discover_videos(root)
     check_stems(all_videos, root)
     if h5 is not None and any(Path(h5).resolve() == v.resolve() for v in all_videos):
-        raise UserError(f"--h5 {h5}: is one of the input videos; give the h5 another name")
-    mine = shard_videos(all_videos, num_shards, shard_index)
-    pool = make_executor(executor, workers, init_worker, (options,))  # bad options fail before any work
+        raise UserError(f"--h5 {text_name(str(h5))}: is one of the input videos; give the h5 another name")
+    mine = shard_videos(all_videos, num_shards, shard_index, root=root)
+    pool = make_executor(executor, workers, init_worker, (options,), in_process=in_process)  # bad options first
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
+        raise UserError(f"{text_name(str(out))}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     if h5 is not None and Path(h5).is_dir():
-        raise UserError(f"--h5 {h5}: is a directory, expected a file name")
+        raise UserError(f"--h5 {text_name(str(h5))}: is a directory, expected a file name")
 
     digest = options.hash()
-    report = ExtractReport(str(root), str(out), options.as_dict(), digest, total=len(mine),
+    report = ExtractReport(text_name(str(root)), text_name(str(out)), options.as_dict(), digest, total=len(mine),
                            shard=(shard_index, num_shards) if num_shards > 1 else None)
-    _remove_stale_tmp(out, {v.stem for v in mine})
+    _remove_stale_tmp(out, [out / f"{v.stem}.pkl" for v in mine])
     jobs: list[Job] = []
     done: list[str] = []
     for v in mine:
@@ -301,17 +317,19 @@ def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
             report.skipped += 1
             done.append(str(pkl))
         else:
-            src = v.relative_to(root).as_posix() if root.is_dir() else v.name
-            jobs.append(Job(str(v.resolve()), str(pkl), src))
+            jobs.append(Job(os.path.abspath(v), str(pkl), text_name(relative_name(v, root))))
 
     t0 = time.perf_counter()
     results = pool.imap_unordered(partial(extract_video, options=options), jobs)  # workers start before the bar
+    for notice in pool.notices:
+        report.notices.append(notice)
+        if notify is not None:
+            notify(notice)
     progress.start("extract-pose", total=len(jobs), unit="videos")
     try:
         for job, res in results:
             if isinstance(res, BaseException):
-                res = VideoResult(job.source, False, reason=f"worker process died ({type(res).__name__}); "
-                                                            "rerun to retry")
+                res = VideoResult(job.source, False, reason=lost_reason(res))
             if res.ok:
                 report.extracted += 1
                 report.frames += res.frames
@@ -323,12 +341,13 @@ def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
     finally:
         progress.finish()
     report.seconds = time.perf_counter() - t0
+    _remove_stale_tmp(out, [out / f"{v.stem}.pkl" for v in mine])  # what workers that died mid-video left
     report.failed.sort(key=lambda f: f["video"])
     report.pkls = sorted(done)
 
     fail_path = out / failures_name(num_shards, shard_index)
     write_bytes_atomic(fail_path, b"".join(dumps_json(f, indent=False) + b"\n" for f in report.failed))
-    report.failures_file = str(fail_path)
+    report.failures_file = text_name(str(fail_path))
 
     if h5 is not None and report.pkls:
         from ..pack import pack_pkls

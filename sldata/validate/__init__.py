@@ -46,17 +46,27 @@ def detect(path: str | Path) -> tuple[str, str]:
 
 def validate(path: str | Path, deep: bool = False, split: str | None = None,
              labels: Sequence[str | Path] | None = None, progress: Progress | None = None,
-             workers: int | None = None) -> Report:
+             workers: int | None = None, videos: str | Path | None = None) -> Report:
     """Check the dataset at `path` (v1, v2, pose h5 or pkl dir); never stops at the first problem.
 
     deep: also read every array once (NaN/Inf, pose coordinate range).
     split: only that split (feature datasets; labels.SPLIT.csv files for pose).
     labels: labels.SPLIT.csv files to check against a pose h5.
     workers: processes for big inputs (default: the usable cores; 1 = none).
+    videos: a folder of videos that must each have its pose in `path` (pkl dir or pose h5).
     """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
+    if videos is not None:
+        from .videos import check_videos
+
+        if path.is_dir() and detect(path)[0] != "pkl-dir":  # a pose folder of failures only: nothing extracted
+            report = Report("pkl-dir")
+        else:
+            report = validate(path, deep=deep, split=split, labels=labels, progress=progress, workers=workers)
+        report.extend(check_videos(path, videos))
+        return report
     if path.is_dir() and not any(p for p in path.iterdir() if TMP_MARK not in p.name):
         raise UserError(f"{path}: empty directory, nothing to validate")
     layout, why = detect(path)
