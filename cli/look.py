@@ -152,28 +152,36 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def render(
-        pose: Path = typer.Argument(..., help="A pose h5, a pose pkl, or a directory of pkls."),
+        pose: Path = typer.Argument(..., readable=False,  # our own "FILE: permission denied", one line
+                                    help="A pose h5, a pose pkl, or a directory of pkls."),
         video_key: Optional[str] = typer.Argument(None, help="Video key (optional for a single pkl)."),
         out: Path = typer.Option(..., "-o", "--out", help="Output .png (one frame or a contact sheet), .gif or .mp4."),
-        video: Optional[Path] = typer.Option(None, "--video", help="Draw over this source video's frames."),
+        video: Optional[Path] = typer.Option(None, "--video", readable=False,
+                                             help="Draw over this source video's frames."),
         frames: Optional[str] = typer.Option(None, "--frames", help="Frame range A:B (end exclusive) or one frame A."),
         size: Optional[str] = typer.Option(None, "--size", help="Canvas WxH (default: the file's width/height, "
                                            "the video's, or 512x512)."),
-        sheet: int = typer.Option(12, "--sheet", help="PNG of several frames: at most this many tiles."),
+        sheet: int = typer.Option(12, "--sheet", help="PNG of several frames: at most this many tiles (1-100)."),
+        fps: Optional[float] = typer.Option(None, "--fps", help="GIF/MP4 frames per second, 0.1-240 "
+                                            "(default: the file's fps, else 25)."),
         face: bool = typer.Option(True, "--face/--no-face", help="Draw the face mesh contours when present."),
-        min_conf: float = typer.Option(0.0, "--min-conf", help="Draw only points with confidence above this "
+        min_conf: float = typer.Option(0.0, "--min-conf", help="Draw only points with confidence above this, 0-1 "
                                        "(0: every detected point; 0.5 hides MediaPipe's off-screen guesses)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         json_out: bool = typer.Option(False, "--json"),
     ) -> None:
         """Draw the skeleton (MediaPipe connections) on a blank canvas or over the source video."""
+        from sldata.io import text_name
         from sldata.render import render as draw
 
         result = draw(pose, video_key, out, video=video, frames=frames, size=_parse_size(size),
-                      sheet=sheet, face=face, min_conf=min_conf)
+                      sheet=sheet, face=face, min_conf=min_conf, fps=fps,
+                      progress=RichProgress(quiet or json_out))
         if json_out:
             print_json(result.to_dict())
             return
-        console.print(f"wrote [bold]{escape(str(result.out))}[/]: {result.frames} frame(s) of {result.key!r} "
+        console.print(f"wrote [bold]{escape(text_name(result.out))}[/]: {result.frames} frame(s) of "
+                      f"'{escape(text_name(result.key))}' "
                       f"({', '.join(str(i) for i in result.frame_indices[:6])}"
                       f"{', ...' if len(result.frame_indices) > 6 else ''}), {result.width}x{result.height}",
                       soft_wrap=True)
@@ -181,7 +189,7 @@ def register(app: typer.Typer) -> None:
     @app.command("export-pose")
     @user_errors
     def export_pose(
-        pose: Path = typer.Argument(..., help="A pose h5."),
+        pose: Path = typer.Argument(..., readable=False, help="A pose h5."),
         to: str = typer.Option("pose", "--to", help="Target format: pose (pose-format .pose files)."),
         out: Path = typer.Option(..., "-o", "--out", help="Directory for one KEY.pose per video."),
         normalized: bool = typer.Option(False, "--normalized", help="Keep MediaPipe's normalised coordinates "
@@ -191,6 +199,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write one pose-format `.pose` file per video of a pose h5."""
         from sldata.interop import export_pose as run
+        from sldata.io import text_name
 
         if to != "pose":
             raise fail(f"--to {to!r}: only 'pose' (pose-format) is supported")
@@ -198,13 +207,14 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(result.to_dict())
             return
-        console.print(f"wrote {len(result.written)} .pose files to [bold]{escape(str(out))}[/] "
+        console.print(f"wrote {len(result.written)} .pose files to [bold]{escape(text_name(out))}[/] "
                       f"({result.keypoint_set}, {'normalised' if normalized else 'pixel'} coordinates)", soft_wrap=True)
 
     @app.command("import-pose")
     @user_errors
     def import_pose(
-        src: Path = typer.Argument(..., help="A directory of pose-format .pose files (or one file)."),
+        src: Path = typer.Argument(..., readable=False,
+                                   help="A directory of pose-format .pose files (or one file)."),
         out: Path = typer.Option(..., "-o", "--out", help="The pose h5 to write."),
         keypoints: str = typer.Option("auto", "--keypoints", help="auto, openhands75 or holistic543 "
                                       "(auto: holistic543 when every file has the 468-point face)."),
@@ -214,12 +224,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pack pose-format `.pose` files (MediaPipe holistic) into a pose h5."""
         from sldata.interop import import_pose as run
+        from sldata.io import text_name
 
         result = run(src, out, keypoints=keypoints, dtype=dtype, progress=RichProgress(quiet or json_out))
         if json_out:
             print_json(result.to_dict())
         else:
-            console.print(f"wrote [bold]{escape(str(out))}[/]: {result.count} videos ({result.keypoint_set})", soft_wrap=True)
+            console.print(f"wrote [bold]{escape(text_name(out))}[/]: {result.count} videos ({result.keypoint_set})",
+                          soft_wrap=True)
             for name, why in result.failed.items():
                 console.print(f"[red]failed[/] {escape(name)}: {escape(why)}", highlight=False, soft_wrap=True)
         if result.failed:

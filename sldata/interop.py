@@ -23,6 +23,7 @@ decimal that rounds to it, so 25, 29.97 or 59.94 come back exactly, while
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,39 +112,65 @@ def sample_to_pose(sample: Any, keypoint_set: str, normalized: bool = False) -> 
 
 def export_pose(pose_h5: str | Path, out_dir: str | Path, *, normalized: bool = False,
                 keys: list[str] | None = None, progress: Progress | None = None) -> ExportResult:
-    """Write `out_dir/KEY.pose` for every video (each file atomically; reruns overwrite)."""
-    from .io import atomic_path
+    """Write `out_dir/KEY.pose` for every video (each file atomically; reruns overwrite).
+
+    Every target is checked before the first is written (a key that is not UTF-8
+    text, a name too long for the file system, a directory in the way), so such a
+    run writes nothing. A video that cannot be read stops the run (exit 2) with
+    file and key named; the files written before it are complete.
+    """
+    from .io import atomic_path, check_name, check_output, output_lock, reading, text_name
     from .pose import PoseH5
 
     _pose_format()
     progress = progress or NullProgress()
-    out_dir = Path(out_dir)
+    pose_h5, out_dir = Path(pose_h5), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"-o {out_dir}: exists and is not a directory")
+        raise UserError(f"-o {text_name(out_dir)}: exists and is not a directory")
+    if pose_h5.is_file():
+        with open(pose_h5, "rb"):  # an unreadable file is "permission denied", not "cannot open as HDF5"
+            pass
     with PoseH5(pose_h5) as src:
-        kset = src.keypoint_set
+        with reading(pose_h5):
+            kset = src.keypoint_set
+            all_keys = src.keys()
         if kset is None:
-            raise UserError(f"{pose_h5}: unknown keypoint set; cannot name .pose components")
-        chosen = keys if keys is not None else src.keys()
+            raise UserError(f"{text_name(pose_h5)}: unknown keypoint set; cannot name .pose components")
+        for k in all_keys:
+            if isinstance(k, bytes):  # h5py gives a name that is not UTF-8 as bytes; no str can address it
+                raise UserError(f"{text_name(pose_h5)}: the video key '{text_name(os.fsdecode(k))}' is not "
+                                "UTF-8 text, which sldata cannot address; rename it (sldata's own writers "
+                                "escape such names as \\xNN)")
+        chosen = keys if keys is not None else all_keys
         for k in chosen:
-            if k not in src:
-                raise UserError(f"{pose_h5}: no video {k!r}")
+            if k not in all_keys:
+                raise UserError(f"{text_name(pose_h5)}: no video '{text_name(k)}'")
+        targets = {key: out_dir / f"{key}.pose" for key in chosen}
+        for target in targets.values():  # before anything is written
+            check_name(target)
+            check_output(target, inputs=[pose_h5], kind="file")
         result = ExportResult(out_dir, kset.name)
-        progress.start("export .pose", total=len(chosen), unit="videos")
-        for key in chosen:
-            sample = src.read(key)
-            sample.check(f"{pose_h5}:{key}")  # a malformed video is a clear error, not a pose-format ValueError
-            if sample.keypoints.shape[1] != kset.num_keypoints:
-                raise UserError(f"{pose_h5}:{key}: {sample.keypoints.shape[1]} keypoints, "
-                                f"{kset.name} has {kset.num_keypoints}")
-            pose = sample_to_pose(sample, kset.name, normalized=normalized)
-            target = out_dir / f"{key}.pose"
-            with atomic_path(target) as tmp:
-                with open(tmp, "wb") as fh:
-                    pose.write(fh)
-            result.written.append(target)
-            progress.advance(1)
-        progress.finish()
+        with output_lock(out_dir, ".pose directory"):
+            progress.start("export .pose", total=len(chosen), unit="videos")
+            try:
+                for key, target in targets.items():
+                    where = f"{text_name(pose_h5)}:{text_name(key)}"
+                    with reading(pose_h5, video=key):  # a garbled chunk: one line naming file and key
+                        if src.shape(key) is None or src.shape(key, "visibility") is None:
+                            raise UserError(f"{where}: keypoints and visibility must both be present")
+                        sample = src.read(key)
+                    sample.check(where)  # a malformed video is a clear error, not a pose-format ValueError
+                    if sample.keypoints.shape[1] != kset.num_keypoints:
+                        raise UserError(f"{where}: {sample.keypoints.shape[1]} keypoints, "
+                                        f"{kset.name} has {kset.num_keypoints}")
+                    pose = sample_to_pose(sample, kset.name, normalized=normalized)
+                    with atomic_path(target, kind="file", inputs=[pose_h5]) as tmp:
+                        with open(tmp, "wb") as fh:
+                            pose.write(fh)
+                    result.written.append(target)
+                    progress.advance(1)
+            finally:
+                progress.finish()
     return result
 
 
@@ -225,23 +252,27 @@ def import_pose(src: str | Path, out: str | Path, *, keypoints: str = "auto", dt
     face, else openhands75. Files that cannot be read or converted are reported in
     `failed` (the CLI exits 1); the others are written.
     """
+    from .errors import describe_os_error
+    from .io import check_name, check_output, output_lock, text_name
     from .pose import KEYPOINT_SETS, PoseH5Writer
 
     Pose, *_ = _pose_format()
     progress = progress or NullProgress()
     src, out = Path(src), Path(out)
     if src.is_dir():
-        files = sorted(src.glob("*.pose"))
+        with os.scandir(src) as it:  # an unreadable directory is "permission denied", not "no .pose files"
+            files = sorted(Path(e.path) for e in it if e.name.endswith(".pose") and e.is_file())
     elif src.is_file() and src.suffix == ".pose":
         files = [src]
     else:
-        raise UserError(f"{src}: no such directory or .pose file")
+        raise UserError(f"{text_name(src)}: no such directory or .pose file")
     if not files:
-        raise UserError(f"{src}: no .pose files")
-    if out.exists() and any(out.resolve() == p.resolve() for p in files):
-        raise UserError(f"-o {out}: is one of the input .pose files; give the h5 another name")
+        raise UserError(f"{text_name(src)}: no .pose files")
     if keypoints != "auto" and keypoints not in KEYPOINT_SETS:
         raise UserError(f"--keypoints {keypoints!r}: choose auto, {', '.join(KEYPOINT_SETS)}")
+    # The output rule before any work: never an input (links included), never a directory.
+    check_output(out, inputs=[src, *files], kind="file")
+    check_name(out)
     failed: dict[str, str] = {}
     if keypoints == "auto":
         faces = []
@@ -252,23 +283,43 @@ def import_pose(src: str | Path, out: str | Path, *, keypoints: str = "auto", dt
                 pass
         keypoints = "holistic543" if faces and all(faces) else "openhands75"
     result = ImportResult(out, keypoints, failed=failed)
-    progress.start("import .pose", total=len(files), unit="files")
-    with PoseH5Writer(out, keypoint_set=keypoints, dtype=dtype,
-                      root_attrs={"imported_from": "pose-format"}) as writer:
-        for p in files:
-            try:
-                pose = Pose.read(p.read_bytes())
-            except Exception as exc:  # pose-format raises many kinds on corrupt input
-                failed[p.name] = f"not a readable .pose file ({type(exc).__name__}: {exc})"
-            else:
-                try:
-                    writer.add(p.stem, pose_to_sample(pose, keypoints, p.name), source=p.name)
-                    result.count += 1
-                except UserError as exc:
-                    failed[p.name] = str(exc).removeprefix(f"{p.name}: ")
-            progress.advance(1)
-        progress.finish()
-        if result.count == 0:
-            raise UserError(f"{src}: none of {len(files)} .pose files could be imported: "
-                            + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]))
+    with output_lock(out, "pose h5"):
+        progress.start("import .pose", total=len(files), unit="files")
+        try:
+            with PoseH5Writer(out, keypoint_set=keypoints, dtype=dtype,
+                              root_attrs={"imported_from": "pose-format"}) as writer:
+                for p in files:
+                    name = text_name(p.name)
+                    try:
+                        pose = Pose.read(p.read_bytes())
+                    except OSError as exc:  # permission denied, I/O error: that file's failure
+                        failed[name] = describe_os_error(exc).removeprefix(f"{text_name(p)}: ")
+                    except Exception as exc:  # pose-format raises many kinds on corrupt input
+                        failed[name] = f"not a readable .pose file ({type(exc).__name__}: {exc})"
+                    else:
+                        try:
+                            writer.add(text_name(p.stem), pose_to_sample(pose, keypoints, name),
+                                       source=_source(p.name))
+                            result.count += 1
+                        except UserError as exc:
+                            failed[name] = str(exc).removeprefix(f"{name}: ")
+                    progress.advance(1)
+                if result.count == 0:
+                    raise UserError(f"{text_name(src)}: none of {len(files)} .pose files could be imported: "
+                                    + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]))
+        finally:
+            progress.finish()
     return result
+
+
+def _source(name: str) -> str | bytes:
+    """The `source` attribute: the file name, as its exact bytes when it is not UTF-8.
+
+    The key is then `io.text_name` of the stem (`caf\\xe9` for `caf\xe9.pose`), valid
+    UTF-8 that every tool can address; the attribute keeps what the file was called.
+    """
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name)

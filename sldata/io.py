@@ -257,7 +257,8 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
     path = Path(path)
     inputs = list(inputs)
     check_output(path, inputs=inputs, kind=kind, overwrite=overwrite, owned=owned)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_name(path)
+    make_parent(path)
     remove_stale_temporaries(path)
     tmp = tmp_name(path)
     _LIVE.add(str(tmp))
@@ -283,11 +284,45 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
         else:
             os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if isinstance(exc, OSError):
+            _name_output(exc, path, tmp)
         raise
     finally:
         _LIVE.discard(str(tmp))
+
+
+def check_name(path: str | os.PathLike) -> None:
+    """ENAMETOOLONG (naming the file) before any work when the output's name cannot exist."""
+    if len(os.fsencode(Path(path).name)) > NAME_MAX:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), os.fspath(path))
+
+
+def make_parent(path: str | os.PathLike) -> None:
+    """Create the parent directories of an output; a regular file on the way is ENOTDIR.
+
+    (`mkdir` says EEXIST, "already exists", when the parent itself is a file,
+    which reads as if the output existed.)
+    """
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(parent)) from None
+
+
+def _name_output(exc: OSError, path: Path, tmp: Path) -> None:
+    """Let an environment error name the output, not nothing or its temporary.
+
+    A write on a full disk raises ENOSPC without a file name, and an open that
+    is refused names the temporary; the user knows the output's name.
+    """
+    if exc.errno is None:
+        return  # h5py's errors carry the name in their text
+    name = exc.filename
+    if name is None or os.fsdecode(name).startswith(str(tmp)):
+        exc.filename = os.fspath(path)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, **rule: Any) -> None:
@@ -327,9 +362,13 @@ def output_lock(path: str | os.PathLike, what: str = "output") -> Iterator[None]
     """
     path = Path(path)
     lock = lock_path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(lock)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # name the output the user gave, not its hidden lock file
+            exc.filename = os.fspath(path)
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

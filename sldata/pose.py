@@ -173,6 +173,21 @@ class PoseH5:
     def __len__(self) -> int:
         return len(self._file["keypoints"])
 
+    def shape(self, key: str, group: str = "keypoints") -> tuple[int, ...] | None:
+        """The shape of `group/key` without reading it; None when absent.
+
+        A group (or anything else that is not an array) in its place is a UserError:
+        readers check shapes before drawing or converting, never on a traceback.
+        """
+        import h5py
+
+        if group not in self._file or key not in self._file[group]:
+            return None
+        obj = self._file[group].get(key)
+        if not isinstance(obj, h5py.Dataset):
+            raise UserError(f"{self.path}: {group}/{key} is not an array")
+        return tuple(int(n) for n in obj.shape)
+
     def num_frames(self, key: str) -> int:
         return int(self._file["keypoints"][key].shape[0])
 

@@ -9,8 +9,12 @@ only when both of its ends are drawn.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
+import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,10 +22,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import UserError
+from .io import atomic_path, check_output, output_lock, reading, text_name, tmp_name, write_bytes_atomic
 from .pose import KEYPOINT_SETS, KeypointSet, PoseSample, keypoint_set_for
+from .progress import NullProgress, Progress
 
 DEFAULT_SIZE = (512, 512)
 DEFAULT_FPS = 25.0
+#: fps accepted from --fps or a file's attribute (a file's fps outside it falls back to DEFAULT_FPS).
+MIN_FPS, MAX_FPS = 0.1, 240.0
+#: Tiles of a PNG contact sheet: a sheet of more than this is unreadable anyway (and huge).
+MAX_SHEET = 100
 MAX_SHEET_WIDTH = 1280
 
 #: BGR colours per part (OpenCV order): body light grey, left hand orange, right hand
@@ -77,10 +87,12 @@ class PoseFrames:
     or held whole when it came from a pkl."""
 
     def __init__(self, key: str, num_frames: int, num_keypoints: int, fps: float | None,
-                 width: int | None, height: int | None, h5: Any = None, sample: PoseSample | None = None):
+                 width: int | None, height: int | None, h5: Any = None, sample: PoseSample | None = None,
+                 files: tuple[Path, ...] = ()):
         self.key, self.num_frames, self.num_keypoints = key, num_frames, num_keypoints
         self.fps, self.width, self.height = fps, width, height
         self._h5, self._sample = h5, sample
+        self.files = files  # what was read: never an output
         self._block: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,13 +102,22 @@ class PoseFrames:
         if self._block is None or not (self._block[0] <= i < self._block[0] + len(self._block[1])):
             start = i - i % BLOCK_FRAMES
             stop = min(self.num_frames, start + BLOCK_FRAMES)
-            self._block = (start, self._h5.keypoints(self.key, start, stop), self._h5.visibility(self.key, start, stop))
+            with reading(self._h5.path, video=self.key):  # a garbled chunk: one line, file and key
+                self._block = (start, self._h5.keypoints(self.key, start, stop),
+                               self._h5.visibility(self.key, start, stop))
         start, kp, conf = self._block
         return kp[i - start], conf[i - start]
 
     def close(self) -> None:
         if self._h5 is not None:
             self._h5.close()
+
+
+def _readable(path: Path) -> None:
+    """Open an input once so that a refused read is PermissionError naming it (exit 2),
+    not a library's vaguer "cannot open"."""
+    with open(path, "rb"):
+        pass
 
 
 def load_pose(path: str | Path, key: str | None) -> PoseFrames:
@@ -106,48 +127,64 @@ def load_pose(path: str | Path, key: str | None) -> PoseFrames:
     path = Path(path)
     if path.is_dir() or path.suffix == ".pkl":
         if path.is_dir():
-            pkls = sorted(p.stem for p in path.glob("*.pkl"))
+            with os.scandir(path) as it:  # an unreadable directory is PermissionError, not "no pkls"
+                pkls = sorted(e.name[:-4] for e in it if e.name.endswith(".pkl") and e.is_file())
             if not pkls:
-                raise UserError(f"{path}: no .pkl files to render")
+                raise UserError(f"{text_name(path)}: no .pkl files to render")
             if key is None or key not in pkls:
                 raise UserError(_unknown_key(key, path, pkls))
             file = path / f"{key}.pkl"
         else:
             if not path.is_file():
-                raise UserError(f"{path}: no such file")
+                raise UserError(f"{text_name(path)}: no such file")
             if key not in (None, path.stem):
-                raise UserError(f"{path} holds one video, {path.stem!r}; leave VIDEO_KEY out or pass {path.stem!r}")
+                raise UserError(f"{text_name(path)} holds one video, '{text_name(path.stem)}'; "
+                                f"leave VIDEO_KEY out or pass '{text_name(path.stem)}'")
             key, file = path.stem, path
         s = load_pkl(file)
-        return PoseFrames(key, s.num_frames, s.keypoints.shape[1], s.fps, s.width, s.height, sample=s)
+        return PoseFrames(key, s.num_frames, s.keypoints.shape[1], s.fps, s.width, s.height, sample=s,
+                          files=(path, file))
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise UserError(f"{text_name(path)}: no such file")
+    _readable(path)
     h5 = PoseH5(path)
     try:
-        keys = h5.keys()
-        if key is None and len(keys) == 1:
-            key = keys[0]
-        if key is None or key not in h5:
-            raise UserError(_unknown_key(key, path, keys))
-        ds = h5._file["keypoints"][key]
-        if ds.ndim != 3 or ds.shape[2] != 3:
-            raise UserError(f"{path}:{key}: keypoints must be (F, N, 3), got {ds.shape}")
-        vis = h5._file["visibility"].get(key) if "visibility" in h5._file else None
-        if vis is None or tuple(vis.shape[:2]) != tuple(ds.shape[:2]) or vis.ndim not in (2, 3):
-            raise UserError(f"{path}:{key}: visibility must be (F, N) = {tuple(ds.shape[:2])}, "
-                            f"got {None if vis is None else vis.shape}")
-        a = h5.video_attrs(key)
-        return PoseFrames(key, int(ds.shape[0]), int(ds.shape[1]), a.get("fps"), a.get("width"), a.get("height"),
-                          h5=h5)
+        with reading(path, video=key):
+            keys = h5.keys()
+            if key is None and len(keys) == 1:
+                key = os.fsdecode(keys[0]) if isinstance(keys[0], bytes) else keys[0]
+            _check_key(path, key, keys)
+            assert key is not None
+            shape = h5.shape(key)
+            vis = h5.shape(key, "visibility")
+            if shape is None or len(shape) != 3 or shape[2] != 3:
+                raise UserError(f"{text_name(path)}:{text_name(key)}: keypoints must be (F, N, 3), got {shape}")
+            if vis is None or tuple(vis[:2]) != tuple(shape[:2]) or len(vis) not in (2, 3):
+                raise UserError(f"{text_name(path)}:{text_name(key)}: visibility must be (F, N) = "
+                                f"{tuple(shape[:2])}, got {vis}")
+            a = h5.video_attrs(key)
+        return PoseFrames(key, shape[0], shape[1], a.get("fps"), a.get("width"), a.get("height"),
+                          h5=h5, files=(path,))
     except BaseException:
         h5.close()
         raise
 
 
-def _unknown_key(key: str | None, path: Path, keys: list[str]) -> str:
-    shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-    what = "give a VIDEO_KEY" if key is None else f"no video {key!r}"
-    return f"{path}: {what}; available: {shown or 'none'}"
+def _check_key(path: Path, key: str | None, keys: list[Any]) -> None:
+    """`key` names a video of `keys` (which h5py gives as bytes for a name that is not UTF-8)."""
+    if key is not None and key in keys:
+        return
+    if key is not None and any(isinstance(k, bytes) and os.fsdecode(k) == key for k in keys):
+        raise UserError(f"{text_name(path)}: the video key '{text_name(key)}' is not UTF-8 text, which "
+                        "sldata cannot address; rename it (sldata's own writers escape such names as \\xNN)")
+    raise UserError(_unknown_key(key, path, keys))
+
+
+def _unknown_key(key: str | None, path: Path, keys: list[Any]) -> str:
+    names = [text_name(os.fsdecode(k) if isinstance(k, bytes) else k) for k in keys]
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+    what = "give a VIDEO_KEY" if key is None else f"no video '{text_name(key)}'"
+    return f"{text_name(path)}: {what}; available: {shown or 'none'}"
 
 
 def parse_frames(spec: str | None, num_frames: int) -> range:
@@ -165,10 +202,12 @@ def parse_frames(spec: str | None, num_frames: int) -> range:
             start = int(spec)
             stop = start + 1 if start != -1 else num_frames
     except ValueError:
-        raise UserError(f"--frames must look like A:B, A: or A, not {spec!r}") from None
+        raise UserError(f"--frames must look like A:B, A: or A (integers, end exclusive, negatives count "
+                        f"from the end), not {spec!r}; the video has frames 0 to {num_frames - 1}") from None
     r = range(num_frames)[slice(start, stop)]
     if len(r) == 0:
-        raise UserError(f"--frames {spec}: no frames in range (the video has {num_frames})")
+        raise UserError(f"--frames {spec}: no frames in range; the video has {num_frames} "
+                        f"(frames 0 to {num_frames - 1})")
     return r
 
 
@@ -231,7 +270,8 @@ def _video_size(video: Path) -> tuple[int, int]:
     import cv2
 
     if not video.is_file():
-        raise UserError(f"--video {video}: no such file")
+        raise UserError(f"--video {text_name(video)}: no such file")
+    _readable(video)
     cap = cv2.VideoCapture(str(video))
     try:
         ok = cap.isOpened()
@@ -239,41 +279,68 @@ def _video_size(video: Path) -> tuple[int, int]:
     finally:
         cap.release()
     if not ok or w <= 0 or h <= 0:
-        raise UserError(f"--video {video}: cannot be opened as a video")
+        raise UserError(f"--video {text_name(video)}: cannot be opened as a video")
     return w, h
+
+
+def check_options(out: Path, sheet: int, fps: float | None, min_conf: float) -> str:
+    """The output kind; UserError (exit 2, with the allowed range) for an option out of range."""
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in ("png", "gif", "mp4"):
+        raise UserError(f"-o {text_name(out)}: the output must end in .png, .gif or .mp4")
+    if not 1 <= sheet <= MAX_SHEET:
+        raise UserError(f"--sheet {sheet}: must be between 1 and {MAX_SHEET}")
+    if fps is not None and not (MIN_FPS <= fps <= MAX_FPS):  # NaN fails too
+        raise UserError(f"--fps {fps}: must be between {MIN_FPS} and {MAX_FPS:g}")
+    if not 0.0 <= min_conf <= 1.0:
+        raise UserError(f"--min-conf {min_conf}: must be between 0 and 1")
+    return kind
 
 
 def render(pose: str | Path, key: str | None, out: str | Path, *, video: str | Path | None = None,
            frames: str | None = None, size: tuple[int, int] | None = None, sheet: int = 12,
-           face: bool = True, min_conf: float = 0.0) -> RenderResult:
-    """Render `key` of a pose file to `out` (.png, .gif or .mp4), written atomically."""
+           face: bool = True, min_conf: float = 0.0, fps: float | None = None,
+           progress: Progress | None = None) -> RenderResult:
+    """Render `key` of a pose file to `out` (.png, .gif or .mp4), written atomically.
+
+    The output rule comes first, before anything is read: `out` is never the pose
+    file, a pkl or the `--video` (hard and symbolic links included), never an
+    existing directory. `fps` (default: the file's, else 25) sets GIF/MP4 speed.
+    """
+    from .errors import require_extra
+
     out = Path(out)
-    kind = out.suffix.lower().lstrip(".")
-    if kind not in ("png", "gif", "mp4"):
-        raise UserError(f"-o {out}: the output must end in .png, .gif or .mp4")
-    if sheet < 1:
-        raise UserError("--sheet must be >= 1")
+    kind = check_options(out, sheet, fps, min_conf)
+    require_extra("look", "cv2", "PIL")  # before any work: exit 2 with the install line
+    require_extra("extract", "mediapipe")  # the edges are MediaPipe's own connection sets
     video = Path(video) if video is not None else None
+    named = [Path(pose)] + ([video] if video is not None else [])
+    check_output(out, inputs=named, kind="file")
     vsize = _video_size(video) if video is not None else None
     src = load_pose(pose, key)
     try:
-        return _render(src, out, kind, video, vsize, frames, size, sheet, face, min_conf, pose)
+        inputs = list(src.files) + ([video] if video is not None else [])
+        check_output(out, inputs=inputs, kind="file")  # the pkl of a pkl directory
+        with output_lock(out, "render"):
+            return _render(src, out, kind, video, vsize, frames, size, sheet, face, min_conf, pose,
+                           fps, inputs, progress or NullProgress())
     finally:
         src.close()
 
 
 def _render(src: PoseFrames, out: Path, kind: str, video: Path | None, vsize: tuple[int, int] | None,
             frames: str | None, size: tuple[int, int] | None, sheet: int, face: bool, min_conf: float,
-            pose: Any) -> RenderResult:
+            pose: Any, fps: float | None, inputs: list[Path], progress: Progress) -> RenderResult:
     n = src.num_keypoints
     kset = keypoint_set_for(n)
     if kset is None:
-        raise UserError(f"{pose}: {n} keypoints per frame is neither "
+        raise UserError(f"{text_name(pose)}: {n} keypoints per frame is neither "
                         f"{' nor '.join(f'{k.name} ({k.num_keypoints})' for k in KEYPOINT_SETS.values())}")
     w, h = size or vsize or ((int(src.width), int(src.height)) if src.width and src.height else DEFAULT_SIZE)
     idx = parse_frames(frames, src.num_frames)
     edges = connections(kset, face=face)
-    fps = float(src.fps) if src.fps and src.fps > 0 else DEFAULT_FPS
+    if fps is None:
+        fps = float(src.fps) if src.fps and MIN_FPS <= src.fps <= MAX_FPS else DEFAULT_FPS
 
     if kind == "png" and len(idx) > sheet:  # contact sheet: evenly spaced frames of the range
         pick = np.unique(np.linspace(0, len(idx) - 1, sheet).round().astype(int))
@@ -287,13 +354,18 @@ def _render(src: PoseFrames, out: Path, kind: str, video: Path | None, vsize: tu
         for i, bg in zip(idx_list, backgrounds):
             kp, conf = src.frame(i)
             yield draw_frame(bg, kp, conf, edges, kset, min_conf)
+            progress.advance(1)
 
-    if kind == "png":
-        _write_png(out, list(frames_iter()), idx_list)
-    elif kind == "gif":
-        _write_gif(out, frames_iter(), fps)
-    else:
-        _write_mp4(out, frames_iter(), fps, (w, h))
+    progress.start(f"render {text_name(src.key)}", total=len(idx_list), unit="frames")
+    try:
+        if kind == "png":
+            _write_png(out, list(frames_iter()), idx_list, inputs)
+        elif kind == "gif":
+            _write_gif(out, frames_iter(), fps, inputs)
+        else:
+            _write_mp4(out, frames_iter(), fps, (w, h), inputs)
+    finally:
+        progress.finish()
     return RenderResult(out, src.key, len(idx_list), idx_list, w, h, kind)
 
 
@@ -318,47 +390,85 @@ def contact_sheet(images: list[np.ndarray], labels: list[int]) -> np.ndarray:
     return sheet
 
 
-def _write_png(out: Path, images: list[np.ndarray], labels: list[int]) -> None:
+def _write_png(out: Path, images: list[np.ndarray], labels: list[int], inputs: list[Path]) -> None:
     import cv2
-
-    from .io import write_bytes_atomic
 
     ok, buf = cv2.imencode(".png", contact_sheet(images, labels))
     if not ok:
-        raise UserError(f"{out}: PNG encoding failed")
-    write_bytes_atomic(out, buf.tobytes())
+        raise UserError(f"{text_name(out)}: PNG encoding failed")
+    write_bytes_atomic(out, buf.tobytes(), inputs=inputs)
 
 
-def _write_gif(out: Path, images: Iterator[np.ndarray], fps: float) -> None:
+def _write_gif(out: Path, images: Iterator[np.ndarray], fps: float, inputs: list[Path]) -> None:
     from PIL import Image
-
-    from .io import atomic_path
 
     # Palette images as they come: a long GIF holds 1 byte per pixel, not 3.
     frames = [Image.fromarray(img[:, :, ::-1]).quantize(colors=64) for img in images]
-    with atomic_path(out) as tmp:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=max(20, round(1000 / fps)), loop=0, disposal=1)
+    with atomic_path(out, kind="file", inputs=inputs) as tmp:
+        with open(tmp, "wb") as fh:
+            frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
+                           duration=max(20, round(1000 / fps)), loop=0, disposal=1)
 
 
-def _write_mp4(out: Path, images: Iterator[np.ndarray], fps: float, size: tuple[int, int]) -> None:
+#: Below this much free space, an encoder that failed silently is taken to have run out of disk.
+_NEARLY_FULL = 1 << 20
+
+
+def _write_mp4(out: Path, images: Iterator[np.ndarray], fps: float, size: tuple[int, int],
+               inputs: list[Path]) -> None:
+    """Encode with OpenCV into a file of a temporary directory, check it, rename it.
+
+    OpenCV picks the container from the extension, so the work file must end in
+    `.mp4`: it lives as `x.mp4` in the temporary directory that `atomic_path`
+    names (a kill leaves only names a rerun removes). OpenCV reports no write
+    error (a full disk gives a truncated file and exit 0), so the result is
+    opened again and its frame count checked before it may take the output name.
+    """
     import cv2
 
-    from .io import atomic_path
-
-    with atomic_path(out) as tmp:
-        # OpenCV picks the container from the extension, so the temporary keeps `.mp4`.
-        work = tmp.with_name(tmp.name + ".mp4")
+    with atomic_path(out, kind="file", inputs=inputs) as tmp:
+        tmp.mkdir()
+        work = tmp / "x.mp4"
+        writer = cv2.VideoWriter(str(work), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        written = 0
         try:
-            writer = cv2.VideoWriter(str(work), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
             if not writer.isOpened():
-                raise UserError(f"{out}: OpenCV cannot write mp4v video here")
-            try:
-                for img in images:
-                    writer.write(img)
-            finally:
-                writer.release()
-            os.replace(work, tmp)
+                _encoder_failed(out, tmp, "cannot open an mp4v video writer")
+            for img in images:
+                writer.write(img)
+                written += 1
         finally:
-            if work.exists():
-                work.unlink()
+            writer.release()
+        with _no_native_stderr():  # FFmpeg logs "moov atom not found" for a truncated file
+            cap = cv2.VideoCapture(str(work))
+            try:
+                got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+            finally:
+                cap.release()
+        if got != written:
+            _encoder_failed(out, tmp, f"the encoded video holds {max(got, 0)} of {written} frames")
+        # Back to a plain file at the temporary name (each step leaves only names io removes).
+        staged = tmp_name(out)
+        os.replace(work, staged)
+        tmp.rmdir()
+        os.replace(staged, tmp)
+
+
+@contextlib.contextmanager
+def _no_native_stderr() -> Iterator[None]:
+    """Silence what native code writes to file descriptor 2 (our own message says it better)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _encoder_failed(out: Path, where: Path, what: str) -> None:
+    if shutil.disk_usage(where).free < _NEARLY_FULL:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(out))
+    raise UserError(f"{text_name(out)}: OpenCV could not write the video: {what}")

@@ -207,7 +207,7 @@ def test_import_never_writes_over_an_input_pose(tmp_path: Path) -> None:
     for args in ((tmp_path / "out", "-o", target), (target, "-o", target)):
         proc = run_cli("sldata", "import-pose", *args)
         assert_no_traceback(proc)
-        assert proc.returncode == 2 and "is one of the input .pose files" in proc.stderr, proc.stderr
+        assert proc.returncode == 2 and "this output is the input" in proc.stderr, proc.stderr
     assert target.read_bytes() == before
 
 
