@@ -36,8 +36,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from schemas.config_dpc import DPCData  # noqa: E402
 from sldata.pose import PoseH5  # noqa: E402
 from sltrain.config import load_config  # noqa: E402
-from sltrain.data.pose_windows import PoseWindows, read_window  # noqa: E402
-from sltrain.data.transforms import PoseTransform  # noqa: E402
+from sltrain.data.pose_windows import BlockTransform, PoseWindows, read_window  # noqa: E402
 
 
 def make_corpus(path: Path, videos: int, seed: int = 0) -> Path:
@@ -63,7 +62,7 @@ class PlannedWindows(Dataset):
 
     def __init__(self, path: Path, cfg: DPCData, plan: list[tuple[str, int, int]], naive: bool):
         self.path, self.cfg, self.plan, self.naive = path, cfg, plan, naive
-        self.transform = PoseTransform(cfg.transform, train=True)
+        self.transform = BlockTransform(cfg, train=True)  # as training: per-block augmentation
         self.pose: PoseH5 | None = None  # opened lazily in each worker
 
     def __len__(self) -> int:
@@ -83,10 +82,7 @@ class PlannedWindows(Dataset):
             self.pose = PoseH5(self.path)
         key, frames, start = self.plan[i]
         kp = self._read_naive(key, start) if self.naive else read_window(self.pose, key, frames, start, self.cfg)
-        x = self.transform(kp)
-        c, _, v = x.shape
-        return torch.from_numpy(np.ascontiguousarray(
-            x.reshape(c, self.cfg.num_seq, self.cfg.seq_len, v).transpose(1, 0, 2, 3)))
+        return torch.from_numpy(self.transform(kp))  # (S, C, L, V)
 
 
 def rate(ds: Dataset, workers: int, batch: int) -> float:

@@ -41,7 +41,7 @@ COMMAND_RECIPES = {"pretrain": ("dpc", "sign_llava"), "finetune": ("islr",)}
 def _train(command: str, cfg_path: Path, overrides: Optional[List[str]], quiet: bool, json_out: bool) -> None:
     from sldata.errors import UserError
     from sltrain.config import load_config
-    from sltrain.loop import InputInvalid, train
+    from sltrain.loop import InputInvalid, MainFailed, train
 
     cfg = load_config(cfg_path, overrides or [])
     if cfg.recipe not in COMMAND_RECIPES[command]:
@@ -58,6 +58,8 @@ def _train(command: str, cfg_path: Path, overrides: Optional[List[str]], quiet: 
             _print_findings(exc.report)
             err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1)
+    except MainFailed as exc:  # torchrun, rank > 0: rank 0 refused the run and has said why
+        raise typer.Exit(exc.code)
     if result.rank != 0:  # under torchrun only rank 0 reports
         return
     if json_out:

@@ -25,6 +25,8 @@ def main(
     dev: int = typer.Option(5, "--dev", help="Dev videos per class."),
     test: int = typer.Option(5, "--test", help="Test videos per class (0: no test split)."),
     unlabeled: int = typer.Option(0, "--unlabeled", help="Instead: write OUT as an unlabeled pose h5 of N videos."),
+    signers: int = typer.Option(0, "--signers", help="People signing (default 8 labeled: splits never share one; "
+                                                     "16 unlabeled: many videos each)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same arrays."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -32,15 +34,15 @@ def main(
     from sldata.synthetic_pose import write_labeled, write_unlabeled
 
     if unlabeled:
-        path = write_unlabeled(out, videos=unlabeled, seed=seed)
-        summary = {"pose": str(path), "videos": unlabeled}
+        path = write_unlabeled(out, videos=unlabeled, seed=seed, signers=signers or 16)
+        summary = {"pose": str(path), "videos": unlabeled, "signers": signers or 16}
         if json_out:
             print_json(summary)
         else:
             console.print(f"wrote {unlabeled} unlabeled synthetic videos to [bold]{path}[/]")
         return
     per_class = {s: n for s, n in (("train", train), ("dev", dev), ("test", test)) if n > 0}
-    res = write_labeled(out, classes=classes, per_class=per_class, seed=seed)
+    res = write_labeled(out, classes=classes, per_class=per_class, seed=seed, signers=signers or 8)
     summary = {"pose": str(res.pose), "labels": {k: str(v) for k, v in res.labels.items()},
                "classes": res.classes, "videos": res.counts}
     if json_out:

@@ -79,6 +79,9 @@ class TrainerConfig(Strict):
         "auto", description="auto: newest complete checkpoint in out_dir; never; or a checkpoint path")
     tensorboard: bool = True
     find_unused_parameters: bool = False
+    dist_timeout_s: float = Field(
+        1800, gt=0, description="under torchrun: how long a training collective (gradient all-reduce) may wait "
+        "for a rank before the run fails; waits for rank 0 (validation, evaluation, checkpoints) have no deadline")
 
     @field_validator("resume", mode="before")
     @classmethod

@@ -23,7 +23,7 @@ from schemas.pose import POSE_FORMAT
 
 from .errors import UserError
 from .h5 import H5Pool
-from .io import atomic_path, safe_unpickle, text_name
+from .io import atomic_path, reading, safe_unpickle, text_name
 
 
 @dataclass(frozen=True)
@@ -214,12 +214,17 @@ class PoseH5:
         return ds
 
     def _slice(self, group: str, key: str, start: int | None, stop: int | None) -> np.ndarray:
-        """Frames [start, stop) read straight into a new array (one HDF5 call)."""
+        """Frames [start, stop) read straight into a new array (one HDF5 call).
+
+        A failed read (a garbled compressed chunk) is a DataError naming file and video,
+        for every reader: render, stats, export and the training datasets.
+        """
         ds = self._dataset(group, key)
         a, b, _ = slice(start, stop).indices(ds.shape[0]) if ds.shape else (0, 0, 1)
         out = np.empty((max(0, b - a), *ds.shape[1:]), dtype=ds.dtype)
         if out.size:
-            ds.read_direct(out, np.s_[a:b])
+            with reading(self.path, video=key):
+                ds.read_direct(out, np.s_[a:b])
         return out
 
     def keypoints(self, key: str, start: int | None = None, stop: int | None = None) -> np.ndarray:

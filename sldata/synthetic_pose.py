@@ -6,6 +6,10 @@ in front of the chest (circle, line, zigzag, square, ...), performed by a few
 "signers" (position, size, tilt), at random speed and amplitude, with tracking noise
 and dropped left hands. Only the motion separates classes, so a model must use time.
 
+Like a real corpus, the unlabeled set has many videos per signer (a pool of
+`signers` people), and the labeled set keeps its splits' signers apart: dev and
+test are signed by people never seen in train.
+
 Files are the real formats: a pose h5 through `sldata.pose.PoseH5Writer` (openhands75)
 and `labels.SPLIT.csv` files (SPEC §3.1), all written atomically.
 """
@@ -157,11 +161,25 @@ def _labels_csv(rows: list[tuple[str, str, str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def split_signers(splits: list[str], signers: int) -> dict[str, list[int]]:
+    """Disjoint signer ids per split: the first split (train) gets half, the others share the rest in turn."""
+    if signers < len(splits):
+        raise UserError(f"{len(splits)} splits need at least {len(splits)} signers to keep them apart, got {signers}")
+    first = max(1, signers - max(len(splits) - 1, signers // 2)) if len(splits) > 1 else signers
+    out: dict[str, list[int]] = {s: [] for s in splits}
+    out[splits[0]] = list(range(first))
+    for i, who in enumerate(range(first, signers)):
+        out[splits[1 + i % (len(splits) - 1)]].append(who)
+    return out
+
+
 def write_labeled(root: str | Path, classes: int = 4, per_class: dict[str, int] | None = None,
-                  seed: int = 0, signers: int = 6, frames: tuple[int, int] = (24, 64)) -> SyntheticSet:
+                  seed: int = 0, signers: int = 8, frames: tuple[int, int] = (24, 64)) -> SyntheticSet:
     """A labeled ISLR set: `root/poses.h5` plus `root/labels.SPLIT.csv` per split.
 
     `per_class` is videos per class and split (default train 20, dev 5, test 5).
+    Splits never share a signer (`split_signers`: train half of them, dev and
+    test the rest), as in a signer-independent benchmark.
     Same arguments, same bytes of arrays; keys are shuffled so file order tells nothing.
     """
     if not 2 <= classes <= len(SHAPES):
@@ -169,6 +187,7 @@ def write_labeled(root: str | Path, classes: int = 4, per_class: dict[str, int] 
     per_class = per_class or {"train": 20, "dev": 5, "test": 5}
     rng = np.random.default_rng(seed)
     people = [Signer.random(rng) for _ in range(max(1, signers))]
+    by_split = split_signers(list(per_class), len(people))
     names = list(SHAPES[:classes])
     root = Path(root)
     rows: dict[str, list[tuple[str, str, str]]] = {s: [] for s in per_class}
@@ -178,7 +197,7 @@ def write_labeled(root: str | Path, classes: int = 4, per_class: dict[str, int] 
             order = rng.permutation(len(jobs))
             for k, j in enumerate(order):
                 cls, _ = jobs[j]
-                who = int(rng.integers(len(people)))
+                who = by_split[split][int(rng.integers(len(by_split[split])))]
                 key = f"{split}-{k:04d}"
                 w.add(key, motion_video([cls], rng, people[who], frames), source=f"synthetic/{cls}")
                 rows[split].append((key, cls, f"s{who}"))
@@ -190,15 +209,21 @@ def write_labeled(root: str | Path, classes: int = 4, per_class: dict[str, int] 
 
 
 def write_unlabeled(path: str | Path, videos: int = 64, seed: int = 0, strokes: tuple[int, int] = (3, 6),
-                    classes: int = len(SHAPES), frames: tuple[int, int] = (24, 64)) -> Path:
-    """Unlabeled pose for DPC pretraining: longer videos chaining random motions."""
+                    classes: int = len(SHAPES), frames: tuple[int, int] = (24, 64), signers: int = 16) -> Path:
+    """Unlabeled pose for DPC pretraining: longer videos chaining random motions.
+
+    Videos are signed by a pool of `signers` people (each video picks one), so a
+    corpus of more videos than signers has many videos per signer, as real ones do.
+    """
     rng = np.random.default_rng(seed)
+    people = [Signer.random(rng) for _ in range(max(1, signers))]
     with PoseH5Writer(path, root_attrs={"synthetic": f"sldata.synthetic_pose unlabeled seed={seed}"}) as w:
         for i in range(videos):
             k = int(rng.integers(strokes[0], strokes[1] + 1))
             shapes = [SHAPES[int(c)] for c in rng.integers(0, classes, k)]
-            w.add(f"u{i:05d}", motion_video(shapes, rng, None, frames), source="synthetic/unlabeled")
+            who = int(rng.integers(len(people)))
+            w.add(f"u{i:05d}", motion_video(shapes, rng, people[who], frames), source=f"synthetic/unlabeled/s{who}")
     return Path(path)
 
 
-__all__ = ["SHAPES", "Signer", "motion_video", "write_labeled", "write_unlabeled", "SyntheticSet"]
+__all__ = ["SHAPES", "Signer", "motion_video", "split_signers", "write_labeled", "write_unlabeled", "SyntheticSet"]

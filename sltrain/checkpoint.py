@@ -8,11 +8,15 @@ Layout under `trainer.out_dir`::
 Each file is written to a temporary sibling and renamed (`sldata.io.atomic_path`),
 so a file named `step_*.pt` is always complete; `resume: auto` takes the newest one
 that loads. Files load with `torch.load(weights_only=True)`: nothing in them runs code.
+
+RNG states are per rank (`rng_ranks`, one entry per process, in rank order): under
+torchrun each rank draws its own dropout masks, and a resume restores each rank's
+own state, so a resumed run repeats the uninterrupted one exactly.
 """
 
 from __future__ import annotations
 
-import os
+import errno
 import pickle
 import random
 import re
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 
 from sldata.errors import UserError
-from sldata.io import TMP_MARK, atomic_path
+from sldata.io import TMP_MARK, atomic_path, text_name
 
 FORMAT = "sltrain-checkpoint"
 VERSION = 1
@@ -67,6 +71,7 @@ def best_path(out_dir: Path) -> Path:
 # --- RNG ---------------------------------------------------------------------------
 
 def rng_state() -> dict[str, Any]:
+    """This process's RNG states (CUDA: its current device only, never waking the others)."""
     keys, pos, has_gauss, cached = np.random.get_state()[1:]
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -74,8 +79,8 @@ def rng_state() -> dict[str, Any]:
                   "has_gauss": int(has_gauss), "cached": float(cached)},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -84,8 +89,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):  # version-1 checkpoints held every device's state
+            dev = torch.cuda.current_device()
+            cuda = cuda[dev] if dev < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
+
+
+def rank_rng_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, Any] | None:
+    """The RNG state `rank` saved in checkpoint `state`; None when that rank has none to restore
+    (the run had another number of processes, or predates per-rank states and rank > 0)."""
+    ranks = state.get("rng_ranks")
+    if ranks is not None and len(ranks) == world_size:
+        return ranks[rank]
+    return state.get("rng") if rank == 0 else None
 
 
 def _tuples(x: Any) -> Any:
@@ -94,14 +113,57 @@ def _tuples(x: Any) -> Any:
 
 # --- files -------------------------------------------------------------------------
 
+def write_error(path: Path, exc: OSError) -> UserError:
+    """A one-line UserError for a failed write of `path` (disk full, permissions, ...)."""
+    reason = exc.strerror or str(exc)
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "; free some space and rerun (resume: auto continues from the last complete checkpoint)"
+    return UserError(f"{text_name(path)}: cannot write: {reason}{hint}")
+
+
+class _RecordWrites:
+    """File wrapper that keeps the OSError of a failed write.
+
+    torch.save turns a failed write into a RuntimeError about zip positions; the
+    recorded OSError (e.g. ENOSPC) is what the user needs to hear.
+    """
+
+    def __init__(self, fh: Any):
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """torch.save under a temporary name, fsync, rename: never a half-written `path`."""
+    """torch.save under a temporary name, fsynced, renamed: never a half-written `path`.
+
+    A failed write (disk full) removes the temporary, leaves earlier checkpoints
+    as they were and raises a one-line UserError naming `path`.
+    """
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    rec: _RecordWrites | None = None
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                rec = _RecordWrites(fh)
+                torch.save(payload, rec)
+                fh.flush()  # atomic_path fsyncs the file and its directory before the rename
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    except RuntimeError:
+        if rec is not None and rec.error is not None:
+            raise write_error(path, rec.error) from None
+        raise
     return path
 
 

@@ -157,4 +157,9 @@ def dump_yaml(cfg: TrainConfig) -> str:
 
 def save_resolved(cfg: TrainConfig, path: str | Path) -> None:
     """The config as it ran (defaults filled, overrides applied), written atomically."""
-    write_bytes_atomic(path, dump_yaml(cfg).encode("utf-8"))
+    from .checkpoint import write_error
+
+    try:
+        write_bytes_atomic(path, dump_yaml(cfg).encode("utf-8"))
+    except OSError as exc:
+        raise write_error(Path(path), exc) from None

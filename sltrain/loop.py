@@ -5,12 +5,17 @@ torchrun, optional torch.compile, bf16 autocast on CUDA (fp32 on CPU), gradient
 accumulation and clipping, warm-up + cosine/linear schedule, atomic checkpoints
 with `resume: auto`, CSV + TensorBoard metrics, progress through the
 sldata.progress protocol. The library never prints: messages go to `log`.
+
+Under torchrun, rank 0 alone locks `out_dir`, validates the input and resolves the
+checkpoint to resume, then shares the outcome; it alone evaluates and writes,
+while the other ranks wait without a deadline (`sltrain.distributed`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,10 +24,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from schemas.config import OptimConfig, TrainConfig
 from sldata.errors import UserError
+from sldata.io import output_lock
 from sldata.progress import NullProgress, Progress
 
 from . import checkpoint as ckpt
@@ -40,6 +46,17 @@ class InputInvalid(UserError):
         errors = report.errors
         super().__init__(f"input failed validation with {len(errors)} error(s); refusing to train")
         self.report = report
+
+
+class MainFailed(UserError):
+    """Raised on ranks other than 0 when rank 0 refused the run; rank 0 has reported why.
+
+    `code` is the exit code rank 0 uses (1: input failed validation, 2: unusable).
+    """
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -72,17 +89,33 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(1)[0])
 
 
+@dataclass(frozen=True)
+class ItemFailed:
+    """An item that could not be read: its one-line message travels to the training process.
+
+    A DataLoader worker's exception reaches the main process re-built from the
+    worker's traceback text (a many-line message, or a RuntimeError); returned as
+    a value instead, the message arrives as the dataset wrote it.
+    """
+
+    message: str
+
+
 class SeededItems(Dataset):
     """Seeds the global RNGs from (seed, epoch, index) before each item.
 
     Augmentation then depends only on which sample is drawn in which epoch, not on
     the worker that loads it or on whether the run was resumed mid-epoch. In the
     main process (num_workers=0) the caller's RNG state is restored afterwards.
+
+    A UserError (e.g. `sldata.errors.DataError` from `sldata.io.reading`) or an
+    OSError (an h5py read the dataset did not wrap) becomes an `ItemFailed`.
     """
 
-    def __init__(self, dataset: Dataset, seed: int):
+    def __init__(self, dataset: Dataset, seed: int, files: tuple[str, ...] = ()):
         self.dataset = dataset
         self.seed = seed
+        self.files = files
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -98,11 +131,41 @@ class SeededItems(Dataset):
         torch.default_generator.manual_seed(s)
         try:
             return self.dataset[index]
+        except UserError as exc:
+            return ItemFailed(worker_message(str(exc)))
+        except OSError as exc:
+            where = ", ".join(self.files) or "training data"
+            return ItemFailed(f"{where}: cannot read training item {index}: {exc}; "
+                              f"`sldata validate --deep` names the damaged video")
         finally:
             if in_main:
                 random.setstate(saved[0])
                 np.random.set_state(saved[1])
                 torch.set_rng_state(saved[2])
+
+
+class FailFastCollate:
+    """The recipe's collate, except that a batch holding an `ItemFailed` is that ItemFailed."""
+
+    def __init__(self, collate: Callable[[list[Any]], Any] | None):
+        self.collate = collate or default_collate
+
+    def __call__(self, items: list[Any]) -> Any:
+        failed = next((x for x in items if isinstance(x, ItemFailed)), None)
+        return failed if failed is not None else self.collate(items)
+
+
+def worker_message(message: str) -> str:
+    """The original one-line message of an exception a DataLoader worker re-raised here.
+
+    torch rebuilds it as `Caught X in DataLoader worker process N. Original
+    Traceback ...`, with the worker's message on the last line after `module.X: `.
+    """
+    if "in DataLoader worker process" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    head, sep, rest = last.partition(": ")
+    return rest if sep and " " not in head else last
 
 
 # --- optimizer and schedule ---------------------------------------------------------
@@ -177,33 +240,73 @@ def resolve_resume(resume: Any, out_dir: Path) -> Path | None:
 def train(cfg: TrainConfig, *, progress: Progress | None = None,
           log: Callable[[str], None] | None = None) -> TrainResult:
     """Run `cfg`'s recipe to `trainer.max_steps`, resuming if asked; rank 0 writes all outputs."""
-    info = D.setup(cfg.trainer.device)
+    info = D.setup(cfg.trainer.device, cfg.trainer.dist_timeout_s)
     threads = torch.get_num_threads()
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     try:
         bar = progress if progress is not None and info.is_main else NullProgress()  # one bar, rank 0's
-        return _train(cfg, info, bar, log if info.is_main and log else (lambda _m: None))
+        with contextlib.ExitStack() as held:  # the out_dir lock, rank 0's, held until the run ends
+            return _train(cfg, info, bar, log if info.is_main and log else (lambda _m: None), held)
     finally:
         torch.set_num_threads(threads)
         D.teardown()
 
 
-def _train(cfg: TrainConfig, info: D.DistInfo, progress: Progress, log: Callable[[str], None]) -> TrainResult:
+def make_out_dir(out: Path) -> None:
+    """`trainer.out_dir` as a directory this process can write, or a one-line UserError naming it."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"trainer.out_dir {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise UserError(f"trainer.out_dir {out}: {blocker} is a file, not a directory") from None
+        raise UserError(f"trainer.out_dir {out}: cannot create it: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"trainer.out_dir {out}: not writable: permission denied")
+
+
+def _prepare_main(recipe: Recipe, cfg: TrainConfig, out: Path, held: contextlib.ExitStack) -> Path | None:
+    """Rank 0's start: out_dir locked, input validated, checkpoint to resume found, config saved."""
+    make_out_dir(out)
+    held.enter_context(output_lock(out, "trainer.out_dir"))
+    report = recipe.preflight()  # the validator (and its pool) runs once, in rank 0 only
+    if report is not None and report.errors:
+        raise InputInvalid(report)
+    resume_from = resolve_resume(cfg.trainer.resume, out)
+    ckpt.clean_temporaries(out)
+    save_resolved(cfg, out / "config.yaml")
+    return resume_from
+
+
+def _prepare(recipe: Recipe, cfg: TrainConfig, info: D.DistInfo, out: Path,
+             held: contextlib.ExitStack) -> Path | None:
+    """`_prepare_main` on rank 0, its outcome shared: the other ranks validate nothing and
+    stop (MainFailed) when rank 0 refuses the run."""
+    if not info.is_main:
+        kind, value, code = D.share_from_main(None, info)
+        if kind == "failed":
+            raise MainFailed(value, code)
+        return value
+    try:
+        resume_from = _prepare_main(recipe, cfg, out, held)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, UserError) else f"rank 0 failed ({type(exc).__name__})"
+        D.share_from_main(("failed", message, 1 if isinstance(exc, InputInvalid) else 2), info)
+        raise
+    D.share_from_main(("ok", resume_from, 0), info)
+    return resume_from
+
+
+def _train(cfg: TrainConfig, info: D.DistInfo, progress: Progress, log: Callable[[str], None],
+           held: contextlib.ExitStack) -> TrainResult:
     t = cfg.trainer
     out = Path(t.out_dir)
     recipe: Recipe = build_recipe(cfg)
     recipe.device = info.device
-
-    report = recipe.preflight()
-    if report is not None and report.errors:
-        raise InputInvalid(report)
-
-    resume_from = resolve_resume(t.resume, out)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.clean_temporaries(out)
-        save_resolved(cfg, out / "config.yaml")
+    resume_from = _prepare(recipe, cfg, info, out, held)
 
     seed_everything(t.seed)  # same init on every rank; DDP also broadcasts it
     model = recipe.build_model().to(info.device)
@@ -224,9 +327,10 @@ def _train(cfg: TrainConfig, info: D.DistInfo, progress: Progress, log: Callable
             raise UserError(f"{resume_from}: does not match this config's model ({exc})") from None
         scheduler.load_state_dict(state["scheduler"])
         prog = ckpt.TrainProgress.from_dict(state["progress"])
-        if info.is_main:
-            ckpt.set_rng_state(state["rng"])
-        else:
+        rng = ckpt.rank_rng_state(state, info.rank, info.world_size)
+        if rng is not None:  # each rank continues its own random stream (dropout, ...)
+            ckpt.set_rng_state(rng)
+        else:  # saved by a run with another number of processes: not an exact continuation
             seed_everything(t.seed + 7919 * info.rank + prog.step)
         log(f"resumed from {resume_from} at step {prog.step}")
     elif info.rank:
@@ -236,7 +340,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, progress: Progress, log: Callable
     summary = recipe.data_summary()
     if summary:
         log("data: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
-    items = SeededItems(dataset, t.seed)
+    items = SeededItems(dataset, t.seed, tuple(str(p) for p in recipe.data_files()))
     sampler = D.ResumableSampler(items, info, shuffle=True, seed=t.seed)
     per_epoch = sampler.num_samples // t.batch_size
     if per_epoch == 0:
@@ -244,7 +348,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, progress: Progress, log: Callable
                         f"({sampler.num_samples} per process), fewer than trainer.batch_size={t.batch_size}")
     loader_gen = torch.Generator().manual_seed(t.seed)  # worker seeds never touch the global RNG
     loader = DataLoader(items, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-                        collate_fn=recipe.collate_fn(), drop_last=True, generator=loader_gen,
+                        collate_fn=FailFastCollate(recipe.collate_fn()), drop_last=True, generator=loader_gen,
                         pin_memory=info.device.type == "cuda", persistent_workers=False)
 
     run_model: torch.nn.Module = model
@@ -271,7 +375,10 @@ def _train(cfg: TrainConfig, info: D.DistInfo, progress: Progress, log: Callable
             sampler.set_position(epoch, 0)
             batches = iter(loader)
         pos += 1
-        return next(batches)
+        batch = next(batches)
+        if isinstance(batch, ItemFailed):
+            raise UserError(batch.message)
+        return batch
 
     window: dict[str, list] = {}
     win_wait = 0.0
@@ -346,34 +453,41 @@ def _train(cfg: TrainConfig, info: D.DistInfo, progress: Progress, log: Callable
 
 
 def _payload(recipe: Recipe, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: Any, prog: ckpt.TrainProgress, cfg: TrainConfig) -> dict[str, Any]:
+             scheduler: Any, prog: ckpt.TrainProgress, cfg: TrainConfig, rngs: list[Any]) -> dict[str, Any]:
     return {"recipe": cfg.recipe, "model": recipe.model_state_for_checkpoint(model),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "progress": prog.to_dict(), "rng": ckpt.rng_state(), "extra": recipe.checkpoint_extra(),
+            "progress": prog.to_dict(), "rng": rngs[0], "rng_ranks": rngs, "extra": recipe.checkpoint_extra(),
             "config": cfg.model_dump(mode="json")}
 
 
 def _save(recipe: Recipe, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
           prog: ckpt.TrainProgress, cfg: TrainConfig, info: D.DistInfo, out: Path, path: Path) -> None:
+    rngs = D.gather_to_main(ckpt.rng_state(), info)  # every rank's own stream, in rank order
     if info.is_main:
-        ckpt.save_checkpoint(path, _payload(recipe, model, optimizer, scheduler, prog, cfg))
+        assert rngs is not None
+        ckpt.save_checkpoint(path, _payload(recipe, model, optimizer, scheduler, prog, cfg, rngs))
         recipe.checkpoint_saved(path, model)
-    D.barrier()
+    D.wait_for_main()
 
 
 def _evaluate(recipe: Recipe, model: torch.nn.Module, autocast: Callable, prog: ckpt.TrainProgress,
               result: TrainResult, metrics: MetricsLogger, info: D.DistInfo, out: Path) -> None:
     if info.is_main:
         model.eval()
-        rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        rng = ckpt.rng_state()  # evaluation draws nothing from the training streams
         try:
             with torch.no_grad(), autocast():
                 values = {k: float(v) for k, v in recipe.evaluate(model).items()}
+        except UserError as exc:  # e.g. a DataError its DataLoader's worker re-raised
+            raise UserError(worker_message(str(exc))) from None
+        except OSError as exc:  # a read the dataset did not wrap, re-raised from a worker
+            if "in DataLoader worker process" not in str(exc):
+                raise
+            where = ", ".join(str(p) for p in recipe.data_files()) or "evaluation data"
+            raise UserError(f"{where}: cannot read evaluation data: {worker_message(str(exc))}") from None
         finally:
             model.train()
-            random.setstate(rng[0])
-            np.random.set_state(rng[1])
-            torch.set_rng_state(rng[2])
+            ckpt.set_rng_state(rng)
         if values:
             metrics.log("eval", prog.step, values)
             result.eval_metrics = values
@@ -389,4 +503,4 @@ def _evaluate(recipe: Recipe, model: torch.nn.Module, autocast: Callable, prog: 
                         "progress": prog.to_dict(), "extra": recipe.checkpoint_extra(),
                         "config": recipe.cfg.model_dump(mode="json"), "metrics": values})
                     recipe.checkpoint_saved(ckpt.best_path(out), model)
-    D.barrier()
+    D.wait_for_main()  # the other ranks wait as long as evaluation takes

@@ -14,6 +14,8 @@ from typing import Any
 
 from sldata.io import write_bytes_atomic
 
+from .checkpoint import write_error
+
 
 class CsvLog:
     """Append-only CSV with a header fixed by the first row (later new keys go to TensorBoard only)."""
@@ -43,18 +45,24 @@ class CsvLog:
                     w.writerow(row)
             except (KeyError, TypeError, ValueError):
                 continue
-        write_bytes_atomic(self.path, buf.getvalue().encode("utf-8"))
+        try:
+            write_bytes_atomic(self.path, buf.getvalue().encode("utf-8"))
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
 
     def write(self, row: dict[str, Any]) -> None:
         new = self.fields is None
         if new:
             self.fields = ["step"] + [k for k in row if k != "step"]
-        with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n")
-            if new:
-                w.writeheader()
-            w.writerow({k: _fmt(v) for k, v in row.items()})
-            fh.flush()
+        try:
+            with open(self.path, "a", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n")
+                if new:
+                    w.writeheader()
+                w.writerow({k: _fmt(v) for k, v in row.items()})
+                fh.flush()
+        except OSError as exc:  # disk full: a partial row is past the last checkpoint, dropped on resume
+            raise write_error(self.path, exc) from None
 
 
 def _fmt(v: Any) -> Any:

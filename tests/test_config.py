@@ -78,6 +78,14 @@ def test_bad_type_and_range(tmp_path: Path) -> None:
     assert "trainer.batch_size" in str(err.value) and "optim.lr" in str(err.value)
 
 
+def test_dist_timeout_is_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL)
+    assert load_config(path).trainer.dist_timeout_s == 1800
+    assert load_config(path, ["trainer.dist_timeout_s=2.5"]).trainer.dist_timeout_s == 2.5
+    with pytest.raises(ConfigError, match=r"trainer.dist_timeout_s: Input should be greater than 0 \(got 0\)"):
+        load_config(path, ["trainer.dist_timeout_s=0"])
+
+
 def test_cross_field_rule(tmp_path: Path) -> None:
     data = {**MINIMAL, "data": {"path": "p.h5", "num_seq": 3, "pred_step": 3}}
     with pytest.raises(ConfigError, match="pred_step"):

@@ -101,10 +101,34 @@ def test_info_nce_oracle_gets_minimum_loss_and_full_top1() -> None:
         shuffled = target.reshape(18, 32)[perm].reshape(6, 3, 32)
         worse, acc = info_nce(shuffled, target)
         assert worse.item() > loss.item() and acc.item() < 1.0
-    # the OpenHands mistake: predictions laid out (P, B, D) read as (B, P, D)
-    scrambled = target.permute(1, 0, 2).contiguous().view(6, 3, 32)
-    bad_loss, bad_top1 = info_nce(scrambled, target)
-    assert bad_top1.item() < 0.5 and bad_loss.item() > loss.item()
+
+
+def test_openhands_flattening_keeps_videos_but_interleaves_steps() -> None:
+    """OpenHands flattens (B, P, D) with `permute(0, 2, 1).view(B*P, D)`; ours with `reshape(B*P, D)`.
+
+    Theirs keeps every row inside its own video (so videos are never mixed), but a
+    row holds feature dimensions of *different steps* interleaved: row `b*P + r` is
+    not step r's embedding but a mixture of all P steps of video b.
+    """
+    b, p, d = 3, 2, 8
+    code = torch.tensor([[[1000 * i + 100 * k + j for j in range(d)] for k in range(p)] for i in range(b)],
+                        dtype=torch.float32)  # entry [b, k, d] encodes (video, step, dim)
+    theirs = code.permute(0, 2, 1).contiguous().view(b * p, d)
+    ours = code.reshape(b * p, d)
+    for i in range(b):
+        for r in range(p):
+            row = theirs[i * p + r]
+            assert torch.all(torch.div(row, 1000, rounding_mode="floor") == i)  # the right video...
+            steps = set(torch.div(row % 1000, 100, rounding_mode="floor").long().tolist())
+            assert steps == set(range(p))  # ...but every step's features mixed in one row
+            assert torch.equal(ours[i * p + r], code[i, r])  # ours: row b*P+k is exactly [b, k]
+    # so an oracle that predicts the true future, flattened as theirs, is no longer the
+    # best candidate for its step: at most a mixture that looks like its own video
+    torch.manual_seed(0)
+    target = torch.randn(6, p, 32)
+    mixed = target.permute(0, 2, 1).contiguous().view(6, p, 32)
+    _, top1 = info_nce(mixed, target, negatives="same_video")
+    assert top1.item() < 1.0
 
 
 def test_info_nce_rejects_mismatched_shapes() -> None:
@@ -151,7 +175,8 @@ def test_windows_read_one_slice_downsample_and_pad(tmp_path: Path) -> None:
     short = pose.keypoints("v1")
     padded = read_window(pose, "v1", 7, 0, cfg)
     assert padded.shape == (12, 75, 3)
-    assert np.array_equal(padded[:4], short[::2]) and np.all(padded[4:] == short[6])
+    # padded at the start with the first frame: the last (future) frames are the video's own
+    assert np.array_equal(padded[-4:], short[::2]) and np.all(padded[:-4] == short[0])
     idx = index_videos(pose, cfg)
     assert idx.summary() == {"videos": 3, "used": 3, "padded": 1, "skipped_short": 0, "skipped_empty": 0}
     skip = index_videos(pose, cfg.model_copy(update={"short_videos": "skip"}))
@@ -161,7 +186,7 @@ def test_windows_read_one_slice_downsample_and_pad(tmp_path: Path) -> None:
 def test_pose_windows_items(tmp_path: Path) -> None:
     path = _pose_file(tmp_path / "p.h5", [64, 50])
     cfg = DPCData(path=path, num_seq=4, seq_len=5, downsample=2, pred_step=2, windows_per_video=3,
-                  transform=PoseTransformConfig(normalize=False))
+                  transform=PoseTransformConfig(normalize=False), augment={"shear_std": 0, "rotation_std": 0})
     ds = PoseWindows(cfg)
     assert len(ds) == 6
     np.random.seed(3)

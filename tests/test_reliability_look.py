@@ -314,8 +314,6 @@ def test_disk_full(tmp_path: Path) -> None:
     assert tree_hash(tmp_path) == before
 
 
-@pytest.mark.xfail(reason="PoseH5Writer (sldata/pose.py, another branch of issue 13) still segfaults when "
-                   "HDF5 hits ENOSPC; passes once that fix is merged", strict=False)
 def test_import_pose_disk_full(tmp_path: Path) -> None:
     export_pose(pose_h5(tmp_path / "p.h5", frames=300), tmp_path / "poses")
     before = tree_hash(tmp_path)

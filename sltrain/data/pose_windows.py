@@ -5,6 +5,14 @@ random start inside one video, reads that frame range with a single slice of the
 keypoints dataset (h5 chunks of 64 frames: a few chunks per window), keeps
 every `downsample`-th frame, transforms it, and returns `(num_seq, C, seq_len, V)`.
 
+Augmentation (shear, rotation) is drawn per block by default (`data.augment`): a
+transform shared by every block of a window is a fingerprint of that window, and
+with it the contrastive task can be solved by recognising the video instead of
+predicting its motion. A video shorter than a window is skipped by default; with
+`short_videos: pad` its first frame is repeated *before* it, so the future blocks
+are always real frames of the video (padding at the end would make a static
+future identical to the last context frame: a free positive that teaches nothing).
+
 The file is opened through `sldata.pose.PoseH5`, whose handle is per process:
 forked or spawned DataLoader workers each open their own on first use. Only the
 video list (keys and frame counts, metadata only) is built up front.
@@ -23,7 +31,7 @@ from schemas.config_dpc import DPCData
 from sldata.errors import UserError
 from sldata.pose import PoseH5
 
-from .transforms import PoseTransform
+from .transforms import NUM_JOINTS, SHOULDERS, apply_block_affines, center_and_scale, draw_block_affines, to_ctv
 
 
 @dataclass
@@ -43,8 +51,14 @@ class WindowIndex:
 
 
 def index_videos(pose: PoseH5, cfg: DPCData) -> WindowIndex:
-    """Decide per video (from shapes only) whether it gives windows, padded or not."""
+    """Decide per video (from shapes only) whether it gives windows, padded or not.
+
+    A padded video must still fill every future block with its own frames, so
+    videos whose downsampled length is under `pred_step * seq_len` are skipped
+    even with `short_videos: pad`.
+    """
     need = cfg.window_frames
+    future = cfg.pred_step * cfg.seq_len
     idx = WindowIndex()
     for key in pose.keys():
         n = pose.num_frames(key)
@@ -53,7 +67,8 @@ def index_videos(pose: PoseH5, cfg: DPCData) -> WindowIndex:
             idx.skipped_empty += 1
             continue
         if n < need:
-            if cfg.short_videos == "skip":
+            kept = -(-n // cfg.downsample)
+            if cfg.short_videos == "skip" or kept < future:
                 idx.skipped_short += 1
                 continue
             idx.padded += 1
@@ -65,16 +80,54 @@ def index_videos(pose: PoseH5, cfg: DPCData) -> WindowIndex:
 def read_window(pose: PoseH5, key: str, n_frames: int, start: int, cfg: DPCData) -> np.ndarray:
     """(num_seq * seq_len, N, 3) downsampled frames from `start`, read as one slice.
 
-    A video shorter than the window is read whole and padded by repeating its last
-    kept frame (a held pose), so every window has the same shape.
+    A video shorter than the window is read whole and padded at the start by
+    repeating its first kept frame, so every window has the same shape and the
+    padding falls in the context, never in the future blocks (`index_videos`
+    keeps only videos long enough to fill those).
     """
     need = cfg.window_frames
     stop = min(n_frames, start + need)
     kp = pose.keypoints(key, start, stop)[:: cfg.downsample]
     want = cfg.num_seq * cfg.seq_len
     if len(kp) < want:
-        kp = np.concatenate([kp, np.repeat(kp[-1:], want - len(kp), axis=0)], axis=0)
+        kp = np.concatenate([np.repeat(kp[:1], want - len(kp), axis=0), kp], axis=0)
     return kp[:want]
+
+
+class BlockTransform:
+    """openhands75 (S*L, 75, 3) window → float32 (S, C, L, V) blocks: joints, normalisation, augmentation.
+
+    Normalisation (shoulder centre and scale, `data.transform.normalize`) is done
+    once per window or per block (`augment.normalize`); shear and rotation are
+    drawn per block or per window (`augment.per`), only when `train`.
+    """
+
+    def __init__(self, cfg: DPCData, train: bool = True):
+        self.cfg = cfg
+        self.train = train
+
+    @property
+    def num_joints(self) -> int:
+        return NUM_JOINTS[self.cfg.transform.joints]
+
+    @property
+    def in_channels(self) -> int:
+        return self.cfg.transform.coords
+
+    def __call__(self, keypoints: np.ndarray) -> np.ndarray:
+        t, a = self.cfg.transform, self.cfg.augment
+        s, ln = self.cfg.num_seq, self.cfg.seq_len
+        x = to_ctv(keypoints, t.joints, t.coords)  # (C, S*L, V)
+        shoulders = SHOULDERS[t.joints]
+        if t.normalize and a.normalize == "window":
+            x = center_and_scale(x, shoulders, t.frame_level)
+        c, _, v = x.shape
+        x = x.reshape(c, s, ln, v)
+        if t.normalize and a.normalize == "block":
+            x = np.stack([center_and_scale(x[:, i], shoulders, t.frame_level) for i in range(s)], axis=1)
+        if self.train and (a.shear_std > 0 or a.rotation_std > 0):
+            x = apply_block_affines(x, draw_block_affines(s, a.shear_std, a.rotation_std, a.per))
+        return np.ascontiguousarray(x.transpose(1, 0, 2, 3), dtype=np.float32)
 
 
 def openhands75_indices(pose: PoseH5, path: Path) -> np.ndarray | None:
@@ -101,7 +154,7 @@ class PoseWindows(Dataset):
             raise UserError(f"{cfg.path}: no video gives a DPC window ({self.index.summary()}); "
                             f"a window spans {cfg.window_frames} frames — lower data.num_seq/seq_len/downsample "
                             "or set data.short_videos=pad")
-        self.transform = PoseTransform(cfg.transform, train=train)
+        self.transform = BlockTransform(cfg, train=train)
         self.pose.close()  # reopened lazily in whichever process reads
 
     @property
@@ -123,7 +176,4 @@ class PoseWindows(Dataset):
         kp = read_window(self.pose, key, n, start, self.cfg)
         if self.to75 is not None:
             kp = kp[:, self.to75]
-        x = self.transform(kp)  # (C, S*L, V)
-        c, _, vj = x.shape
-        x = x.reshape(c, self.cfg.num_seq, self.cfg.seq_len, vj).transpose(1, 0, 2, 3)
-        return torch.from_numpy(np.ascontiguousarray(x))
+        return torch.from_numpy(self.transform(kp))  # (S, C, L, V)

@@ -106,6 +106,42 @@ def shear_rotate(x: np.ndarray, shear: float, rotation_deg: float, rng: np.rando
     return out
 
 
+def affine_2d(shear: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """(n, 2, 2) matrices rotation(angle) @ [[1, shear], [0, 1]] (OpenHands: shear on one axis)."""
+    c, s = np.cos(angle), np.sin(angle)
+    m = np.empty((len(angle), 2, 2), dtype=np.float64)
+    m[:, 0, 0], m[:, 0, 1] = c, c * shear - s
+    m[:, 1, 0], m[:, 1, 1] = s, s * shear + c
+    return m
+
+
+def draw_block_affines(blocks: int, shear_std: float, rotation_std: float, per: str = "block",
+                       rng: np.random.Generator | None = None) -> np.ndarray:
+    """(blocks, 2, 2) shear-then-rotation matrices, normal as OpenHands draws them.
+
+    `per="block"` draws independent matrices for every block; `per="window"` one
+    matrix repeated for all blocks. Uses numpy's global RNG unless `rng` is given
+    (the training loop seeds it per sample).
+    """
+    n = blocks if per == "block" else 1
+    normal = rng.normal if rng is not None else np.random.normal
+    shear = normal(0.0, shear_std, n) if shear_std > 0 else np.zeros(n)
+    angle = normal(0.0, rotation_std, n) if rotation_std > 0 else np.zeros(n)
+    m = affine_2d(np.asarray(shear, np.float64), np.asarray(angle, np.float64))
+    return m if per == "block" else np.repeat(m, blocks, axis=0)
+
+
+def apply_block_affines(x: np.ndarray, mats: np.ndarray) -> np.ndarray:
+    """Apply matrix `mats[s]` to the (x, y) of block s of a (C, S, L, V) array; missing joints stay zero."""
+    mask = present(x.reshape(x.shape[0], -1, x.shape[-1])).reshape(x.shape[1:])
+    m = mats.astype(np.float32)[:, :, :, None, None]  # (S, 2, 2, 1, 1)
+    out = x.copy()
+    out[0] = m[:, 0, 0] * x[0] + m[:, 0, 1] * x[1]
+    out[1] = m[:, 1, 0] * x[0] + m[:, 1, 1] * x[1]
+    out *= mask
+    return out
+
+
 class PoseTransform:
     """The configured pipeline: openhands75 (T, 75, 3) → float32 (C, T, V) for the encoder.
 

@@ -32,6 +32,12 @@ Rules for implementers:
   dict): checkpoints load with `torch.load(weights_only=True)`.
 * Raise `sldata.errors.UserError` for bad input; never print or exit. Facts worth
   showing the user (e.g. "3 short videos skipped") go in `data_summary()`.
+* A read failure inside a DataLoader worker (wrap h5py reads in
+  `sldata.io.reading`, which raises `DataError`) reaches the user as its own
+  one-line message, exit 2.
+* `preflight` runs on rank 0 only under torchrun (the others get its outcome);
+  keep state the other ranks need out of it. Evaluation and `checkpoint_saved`
+  run on rank 0 only; the other ranks wait for them without a deadline.
 """
 
 from __future__ import annotations
@@ -86,6 +92,14 @@ class Recipe:
     def data_summary(self) -> dict[str, Any]:
         """Counts to show the user once data is built (videos used, padded, skipped...)."""
         return {}
+
+    def data_files(self) -> list[Path]:
+        """The files training items are read from, named when a read fails without saying where.
+
+        Default: every path-valued key of the `data` section. Datasets should still
+        wrap their reads in `sldata.io.reading(path, video)`, which names the video too.
+        """
+        return [v for v in dict(self.cfg.data).values() if isinstance(v, Path)]
 
     # --- training ---------------------------------------------------------------------
     def training_step(self, model: "torch.nn.Module", batch: Any) -> "tuple[torch.Tensor, dict[str, Any]]":

@@ -14,7 +14,7 @@ from sldata.errors import UserError
 
 from ..data.pose_windows import PoseWindows
 from ..data.transforms import NUM_JOINTS
-from ..models.dpc import DPC, info_nce
+from ..models.dpc import DPC, info_nce, pretext_diagnostics
 from .base import Recipe
 
 
@@ -27,6 +27,11 @@ class DPCRecipe(Recipe):
         self.cfg: DPCConfig = cfg
         if cfg.trainer.eval_every:
             raise UserError("recipe dpc has no held-out evaluation: set trainer.eval_every=0")
+        t = cfg.data.transform
+        if t.shear or t.rotation_deg:
+            raise UserError("data.transform.shear / rotation_deg are not used by recipe dpc: its augmentation is "
+                            "data.augment (shear_std, rotation_std in radians, drawn per block as OpenHands); "
+                            "set them there and leave data.transform.shear / rotation_deg at 0")
         self._data: PoseWindows | None = None
 
     def preflight(self) -> Any:
@@ -53,14 +58,18 @@ class DPCRecipe(Recipe):
 
     def data_summary(self) -> dict[str, Any]:
         d = self.train_dataset()
+        a = self.cfg.data.augment
         return {**d.index.summary(), "windows/epoch": len(d), "window_frames": self.cfg.data.window_frames,
-                "joints": NUM_JOINTS[self.cfg.data.transform.joints]}
+                "joints": NUM_JOINTS[self.cfg.data.transform.joints],
+                "augment": f"per {a.per} (shear N(0, {a.shear_std}), rotation N(0, {a.rotation_std} rad))",
+                "negatives": self.cfg.model.negatives}
 
     def training_step(self, model: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         pred, target = model(batch)
         m = self.cfg.model
-        loss, top1 = info_nce(pred, target, m.temperature, m.similarity)
-        return loss, {"top1": top1}
+        loss, top1 = info_nce(pred, target, m.temperature, m.similarity, m.negatives)
+        diag = pretext_diagnostics(pred, target, m.similarity)
+        return loss, {"top1": top1, "pretext_top1_video": diag["top1_video"], "pretext_top1_step": diag["top1_step"]}
 
     def checkpoint_extra(self) -> dict[str, Any]:
         d = self.cfg.data
