@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -19,6 +21,23 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     cmd = [str(exe), *map(str, args[1:])]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "2m") -> Iterator[Path]:
+    """A real tmpfs of `size` mounted at `path` (disk-full tests); skipped where mounting is not permitted.
+
+    Always unmounted afterwards (lazily, so a file still open cannot keep it).
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip() or 'mount failed'}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def assert_no_traceback(proc: subprocess.CompletedProcess) -> None:

@@ -25,7 +25,7 @@ from sltrain.config import build_config, load_config
 from sltrain.loop import train
 from sltrain.metrics import read_csv
 from sltrain.recipes import build_recipe
-from tests.conftest import BIN, ROOT, assert_no_traceback, run_cli
+from tests.conftest import BIN, ROOT, assert_no_traceback, run_cli, tmpfs
 
 TINY = {
     "recipe": "dpc",
@@ -411,12 +411,7 @@ def test_disk_full_while_writing_a_checkpoint_exits_2_and_keeps_the_previous(pos
     """A real 1 MiB tmpfs, filled up after a first checkpoint (skipped where mounting is not permitted)."""
     import errno
 
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "1m") as mnt:
         cfg = _cfg_file(tmp_path, data={"path": str(poses)}, trainer={"out_dir": str(mnt / "run")})
         first = run_cli("sltrain", "pretrain", cfg, "--quiet", "--set", "trainer.max_steps=3", cwd=tmp_path,
                         env={"OMP_NUM_THREADS": "1"})
@@ -440,8 +435,6 @@ def test_disk_full_while_writing_a_checkpoint_exits_2_and_keeps_the_previous(pos
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["resumed_from"].endswith("step_00000003.pt")
         assert [r["step"] for r in read_csv(mnt / "run" / "train.csv")] == [str(s) for s in range(1, 7)]
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
 def _garble_compressed_chunks(path: Path) -> None:

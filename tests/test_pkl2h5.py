@@ -15,7 +15,7 @@ import pytest
 from sldata.errors import UserError
 from sldata.pack import pkl2h5
 from sldata.pose import PoseH5, PoseSample, save_pkl
-from tests.conftest import assert_no_traceback, run_cli
+from tests.conftest import assert_no_traceback, run_cli, tmpfs
 
 OPTIONS = {"keypoints": "openhands75", "model_complexity": 1, "pkl_schema": 1}
 
@@ -400,17 +400,8 @@ def test_an_unreadable_folder_is_a_recorded_failure(pkls: Path, tmp_path: Path) 
 @pytest.fixture
 def full_disk(tmp_path: Path):
     """A real 2 MiB tmpfs: writes beyond it fail with ENOSPC."""
-    import subprocess
-
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'})")
-    try:
+    with tmpfs(tmp_path / "small", "2m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_disk_is_one_line_exit_2_not_a_segfault(full_disk: Path, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import pytest
 from sldata.io import TMP_MARK, is_temporary
 from sldata.mock import write_mock
 
-from .conftest import BIN, assert_no_traceback, run_cli
+from .conftest import BIN, assert_no_traceback, run_cli, tmpfs
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -56,19 +56,6 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) 
 def leftovers(parent: Path) -> list[str]:
     """Temporaries and lock files of this toolkit anywhere under `parent`."""
     return [str(p) for p in parent.rglob("*") if TMP_MARK in p.name or is_temporary(p)] if parent.exists() else []
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str = "2m") -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def garble_clip(h5: Path) -> tuple[str, str]:

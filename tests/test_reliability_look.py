@@ -28,7 +28,7 @@ from sldata.interop import export_pose
 from sldata.io import TMP_MARK, is_temporary
 from sldata.pose import PoseH5, PoseH5Writer
 
-from .conftest import BIN, assert_no_traceback, run_cli
+from .conftest import BIN, assert_no_traceback, run_cli, tmpfs
 from .test_render import known_sample
 
 NOBODY = 65534
@@ -98,20 +98,13 @@ def garble_first_chunk(path: Path, key: str = "clip") -> None:
 @contextlib.contextmanager
 def small_tmpfs(free: int) -> Iterator[Path]:
     """A real 1 MiB tmpfs with about `free` bytes left; unmounted afterwards whatever happens."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
     mnt = Path(tempfile.mkdtemp(prefix="sldata-full-"))
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        mnt.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
-        st = os.statvfs(mnt)
-        (mnt / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - free))
-        yield mnt
+        with tmpfs(mnt, "1m"):
+            st = os.statvfs(mnt)
+            (mnt / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - free))
+            yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
         mnt.rmdir()
 
 
