@@ -164,15 +164,15 @@ def isolated(fn: Callable[[Callable[[float], None]], T], advance: Callable[[floa
     import signal
 
     r, w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code, kept = 1, None
         try:
             os.close(r)
-            with contextlib.suppress(Exception):
-                import ctypes
+            from .workers import die_with_parent
 
-                ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            die_with_parent(parent)
             devnull = os.open(os.devnull, os.O_WRONLY)  # h5py's "Exception ignored" noise on failure
             os.dup2(devnull, 2)
             result = fn(lambda n=1: _send(w, ("progress", n)))

@@ -253,8 +253,8 @@ def import_pose(src: str | Path, out: str | Path, *, keypoints: str = "auto", dt
     `failed` (the CLI exits 1); the others are written.
     """
     from .errors import describe_os_error
-    from .io import check_name, check_output, output_lock, text_name
-    from .pose import KEYPOINT_SETS, PoseH5Writer
+    from .io import check_name, output_lock, text_name
+    from .pose import KEYPOINT_SETS, PoseH5Writer, check_pose_output
 
     Pose, *_ = _pose_format()
     progress = progress or NullProgress()
@@ -271,7 +271,7 @@ def import_pose(src: str | Path, out: str | Path, *, keypoints: str = "auto", dt
     if keypoints != "auto" and keypoints not in KEYPOINT_SETS:
         raise UserError(f"--keypoints {keypoints!r}: choose auto, {', '.join(KEYPOINT_SETS)}")
     # The output rule before any work: never an input (links included), never a directory.
-    check_output(out, inputs=[src, *files], kind="file")
+    check_pose_output(out, [src, *files], "import-pose")
     check_name(out)
     failed: dict[str, str] = {}
     if keypoints == "auto":
@@ -287,7 +287,7 @@ def import_pose(src: str | Path, out: str | Path, *, keypoints: str = "auto", dt
         progress.start("import .pose", total=len(files), unit="files")
         try:
             with PoseH5Writer(out, keypoint_set=keypoints, dtype=dtype,
-                              root_attrs={"imported_from": "pose-format"}) as writer:
+                              root_attrs={"imported_from": "pose-format", "sldata_command": "import-pose"}) as writer:
                 for p in files:
                     name = text_name(p.name)
                     try:

@@ -86,9 +86,14 @@ def _tmp_prefix(path: Path) -> str:
     return _short(path.name, NAME_MAX - _SUFFIX_ROOM) + TMP_MARK
 
 
+def _abs(path: str | os.PathLike) -> Path:
+    """`path` made absolute and normalised: `.` and `a/..` get a real name and one spelling."""
+    return Path(os.path.abspath(os.fspath(path)))
+
+
 def tmp_name(path: str | os.PathLike) -> Path:
     """A sibling name that is clearly unfinished, unique per writer, and fits NAME_MAX."""
-    path = Path(path)
+    path = _abs(path)
     return path.with_name(f"{_tmp_prefix(path)}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
@@ -140,7 +145,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     A temporary of a live process on this host is never touched (it may be a
     concurrent run); one of another host only after FOREIGN_STALE_S untouched.
     """
-    path = Path(path)
+    path = _abs(path)
     prefix = _tmp_prefix(path)
     old_prefix = path.name + TMP_MARK  # names of earlier versions, before host and shortening
     removed: list[Path] = []
@@ -213,9 +218,16 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike]
     * `path` is a non-empty directory and either `overwrite` is off or `owned`
       does not recognise it as this command's own earlier output.
     `kind=None` means not known yet (atomic_path checks again before renaming).
+    A directory output may not be the current directory or one above it (the
+    rename would pull the working directory from under the user's shell).
     """
     path = Path(path)
     ins = [Path(p) for p in inputs]
+    if kind == "dir":
+        here = Path.cwd()
+        if here == _abs(path) or here.is_relative_to(_abs(path)):
+            raise UserError(f"{text_name(path)}: is the current directory (or holds it); "
+                            "name a new directory for the output")
     for inp in ins:
         if _same(path, inp):
             raise UserError(f"{text_name(path)}: this output is the input {text_name(inp)}; "
@@ -337,10 +349,31 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, **rule: Any) -> Non
 LOCK_SUFFIX = ".sldata-lock"
 
 
-def lock_path(path: str | os.PathLike) -> Path:
-    """The lock file of an output: a hidden sibling, so renaming the output leaves it alone."""
-    path = Path(path)
+def lock_path(path: str | os.PathLike, inside: bool = False) -> Path:
+    """The lock file of an output: a hidden sibling, so renaming the output leaves it alone.
+
+    `inside=True` (an output directory written in place, such as a training run's
+    out_dir): the lock lives in the directory itself, so only it must be writable.
+    """
+    path = _abs(path)
+    if inside:
+        return path / LOCK_SUFFIX
     return path.with_name("." + _short(path.name, NAME_MAX - len(LOCK_SUFFIX) - 1) + LOCK_SUFFIX)
+
+
+_HELD: set[int] = set()  # lock file descriptors this process holds
+
+
+def _drop_locks_in_child() -> None:
+    """A forked worker must not share its parent's locks: an orphaned worker would keep
+    the output locked after the parent died. Closing its copy releases nothing in the parent."""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
 
 
 def _holder(fd: int) -> str:
@@ -353,15 +386,16 @@ def _holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def output_lock(path: str | os.PathLike, what: str = "output") -> Iterator[None]:
+def output_lock(path: str | os.PathLike, what: str = "output", inside: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on `path` (an output) for the duration; refuse if held.
 
-    flock on a hidden sibling file: released by the kernel when the holder dies,
-    so a killed run never blocks its rerun. On a file system without locks
-    (ENOLCK, EOPNOTSUPP) the run goes on unlocked.
+    flock on a hidden file (see `lock_path`): released by the kernel when the
+    holder dies, so a killed run never blocks its rerun (forked workers drop
+    their copy). On a file system without locks (ENOLCK, EOPNOTSUPP) the run
+    goes on unlocked.
     """
     path = Path(path)
-    lock = lock_path(path)
+    lock = lock_path(path, inside)
     make_parent(lock)
     while True:
         try:
@@ -398,9 +432,11 @@ def output_lock(path: str | os.PathLike, what: str = "output") -> Iterator[None]
         os.pwrite(fd, json.dumps(info, ensure_ascii=True).encode(), 0)
     except OSError:
         pass  # the holder's name is a courtesy; the lock is what matters
+    _HELD.add(fd)
     try:
         yield
     finally:
+        _HELD.discard(fd)
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)

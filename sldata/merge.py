@@ -24,8 +24,7 @@ import numpy as np
 
 from .errors import UserError
 from .io import fsync_dir, output_lock, reading, remove_stale_temporaries, text_name
-from .pack import _check_output
-from .pose import KEYPOINT_SETS, PoseH5Writer, h5_error_reason, keypoint_set_for
+from .pose import KEYPOINT_SETS, PoseH5Writer, check_pose_output, h5_error_reason, keypoint_set_for
 from .progress import NullProgress, Progress
 
 #: Root attributes the merge writes itself rather than copies.
@@ -53,7 +52,7 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
     if not paths:
         raise UserError("merge-pose needs at least one input h5")
     _check_inputs(paths)
-    _check_output(output, paths)
+    check_pose_output(output, paths, "merge-pose")
     progress = progress or NullProgress()
     report = MergeReport(text_name(str(output)))
     with output_lock(output, "pose h5"):
@@ -64,6 +63,7 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
         attrs, report.warnings = _root_attrs(infos)
         report.keypoint_set = kset
         report.inputs = [{"file": text_name(str(i.path)), "videos": len(i.keys)} for i in infos]
+        attrs["sldata_command"] = "merge-pose"  # whose output this is (check_pose_output)
         attrs["merged_from"] = json.dumps([{"file": text_name(i.path.name), "videos": len(i.keys)} for i in infos])
         total = sum(len(k) for k in keys)
         progress.start(f"merge-pose → {output.name}", total=total, unit="videos")

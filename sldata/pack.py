@@ -37,8 +37,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import UserError
+from .workers import quiet_worker
 from .io import TMP_MARK, check_output, fsync_dir, output_lock, remove_stale_temporaries, text_name
-from .pose import (DEFAULT_COMPRESSION, EncodedPose, PoseH5Writer, PoseSample, encode_sample, keypoint_set_for,
+from .pose import (DEFAULT_COMPRESSION, EncodedPose, PoseH5Writer, PoseSample, check_pose_output, encode_sample,
+                   keypoint_set_for,
                    load_pkl)
 from .progress import NullProgress, Progress
 
@@ -155,7 +157,7 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
     output = Path(output)
     report = PackReport(text_name(str(output)), dtype=dtype, bad=list(failures))
     items = _items(pkls, Path(root), report)
-    _check_output(output, pkls)
+    check_pose_output(output, pkls, "pkl2h5")
     progress = progress or NullProgress()
     with output_lock(output, "pose h5"):
         remove_stale_temporaries(output)  # what a killed run left (`OUTPUT.sldata-tmp-*` of dead PIDs)
@@ -233,27 +235,6 @@ def _items(pkls: Sequence[Path], root: Path, report: PackReport) -> list[PklItem
     return items
 
 
-def _check_output(output: Path, inputs: Sequence[Path]) -> None:
-    """The output rule before any work: never an input (path, symlink, hard link), never a directory,
-    and an existing file is replaced only when it is a pose h5 (an earlier output), never e.g. a
-    labels CSV given to `-o` by mistake."""
-    check_output(output, inputs=inputs, kind="file")
-    if os.path.lexists(output) and not is_pose_h5(output):
-        raise UserError(f"{text_name(output)} exists and is not a pose h5; refusing to replace it "
-                        "(choose another output path, or remove it first)")
-
-
-def is_pose_h5(path: Path) -> bool:
-    """An HDF5 file with a `keypoints` group (ours or OpenHands')."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return isinstance(f.get("keypoints"), h5py.Group)
-    except (OSError, ValueError):
-        return False
-
-
 def _unchanged(entry: dict[str, Any] | None, item: PklItem) -> bool:
     return entry is not None and entry["size"] == item.size and entry["mtime_ns"] == item.mtime_ns
 
@@ -286,12 +267,6 @@ def _encode_job(job: tuple) -> dict[str, Any]:
             "options": json.dumps(meta["options"], sort_keys=True) if isinstance(meta.get("options"), dict)
             else None}
     return {"ok": True, "enc": enc, "kset": kset.name, "frames": f, "prov": prov}
-
-
-def _worker_init() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the writer, which stops the pool
 
 
 def _run_pool(fn: Callable[[Any], Any], jobs: list, workers: int) -> Iterator[tuple[Any, Any]]:
@@ -371,7 +346,7 @@ def _new_pool(workers: int):
                and h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE) == 0
                and not {"mediapipe", "cv2"} & set(sys.modules))  # their native threads: not fork-safe
     method = "fork" if fork_ok else ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=quiet_worker)
     if fork_ok:
         pool.submit(int).result()  # fork every worker now, before the caller starts a thread or opens a file
     return pool
@@ -556,6 +531,7 @@ def _provenance(entries: Any) -> tuple[dict[str, Any], list[str]]:
         attrs["extraction_options"] = next(iter(options))
     elif options:
         warnings.append("pkls were extracted with different options; extraction_options not recorded")
+    attrs["sldata_command"] = "pkl2h5"  # whose output this is (check_pose_output)
     return attrs, warnings
 
 

@@ -15,7 +15,7 @@ import pickle
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from schemas.pose import POSE_FORMAT
 
 from .errors import UserError
 from .h5 import H5Pool
-from .io import atomic_path, reading, safe_unpickle, text_name
+from .io import atomic_path, check_output, reading, safe_unpickle, text_name
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,36 @@ def load_pkl(path: str | Path) -> PoseSample:
                         height=_opt(data.get("height"), int), extra=extra)
     sample.check(str(path))
     return sample
+
+
+def check_pose_output(output: str | Path, inputs: Sequence[str | Path], command: str) -> None:
+    """The output rule of the pose h5 writers (pkl2h5, merge-pose, import-pose), before any work.
+
+    Never an input (links included), never a directory (`io.check_output`); an
+    existing file is replaced only when it is this command's own earlier output:
+    a pose h5 written by sldata whose `sldata_command` root attribute names this
+    command (files of earlier versions have none and count as sldata's). A pose h5
+    of another tool (OpenHands' own), of another sldata command (e.g. a merge-pose
+    result given to pkl2h5), or any other file is refused.
+    """
+    import h5py
+
+    output = Path(output)
+    check_output(output, inputs=inputs, kind="file")
+    if not os.path.lexists(output):
+        return
+    try:
+        with h5py.File(output, "r") as f:
+            ours = isinstance(f.get("keypoints"), h5py.Group) and "sldata_version" in f.attrs
+            owner = f.attrs.get("sldata_command")
+    except (OSError, ValueError):
+        ours, owner = False, None
+    if not ours:
+        raise UserError(f"{text_name(output)} exists and is not a pose h5 written by sldata; refusing to "
+                        "replace it (choose another output path, or remove it first)")
+    if owner is not None and str(owner) != command:
+        raise UserError(f"{text_name(output)} was written by `sldata {owner}`; `sldata {command}` does not "
+                        "replace it (choose another output path, or remove it first)")
 
 
 def _opt(v: Any, kind: type) -> Any:

@@ -8,6 +8,7 @@ is a closed set, the allowed keys or values.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Union, get_args, get_origin
 
@@ -146,9 +147,15 @@ def build_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
         raise ConfigError(format_errors(cls, exc, source)) from None
 
 
+#: Config files read by this process: inputs, which `save_resolved` never rewrites.
+_INPUTS: list[Path] = []
+
+
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
     """Read YAML, apply `--set` overrides, validate the result as one config."""
-    return build_config(apply_overrides(read_yaml(path), list(overrides)), str(path))
+    cfg = build_config(apply_overrides(read_yaml(path), list(overrides)), str(path))
+    _INPUTS.append(Path(path))
+    return cfg
 
 
 def dump_yaml(cfg: TrainConfig) -> str:
@@ -156,10 +163,22 @@ def dump_yaml(cfg: TrainConfig) -> str:
 
 
 def save_resolved(cfg: TrainConfig, path: str | Path) -> None:
-    """The config as it ran (defaults filled, overrides applied), written atomically."""
+    """The config as it ran (defaults filled, overrides applied), written atomically.
+
+    Rerunning with `OUT_DIR/config.yaml` itself as the config is fine (nothing to
+    rewrite); rewriting it, e.g. with `--set`, would modify an input: refused.
+    """
     from .checkpoint import write_error
 
+    data = dump_yaml(cfg).encode("utf-8")
+    path = Path(path)
+    for src in _INPUTS:
+        if path.exists() and src.exists() and os.path.samefile(path, src):
+            if path.read_bytes() == data:
+                return
+            raise UserError(f"{src}: is trainer.out_dir's own config.yaml and this run's config differs "
+                            "from it (--set?); copy it elsewhere and run that copy, so the input stays as it is")
     try:
-        write_bytes_atomic(path, dump_yaml(cfg).encode("utf-8"))
+        write_bytes_atomic(path, data)
     except OSError as exc:
         raise write_error(Path(path), exc) from None

@@ -271,7 +271,7 @@ def make_out_dir(out: Path) -> None:
 def _prepare_main(recipe: Recipe, cfg: TrainConfig, out: Path, held: contextlib.ExitStack) -> Path | None:
     """Rank 0's start: out_dir locked, input validated, checkpoint to resume found, config saved."""
     make_out_dir(out)
-    held.enter_context(output_lock(out, "trainer.out_dir"))
+    held.enter_context(output_lock(out, "trainer.out_dir", inside=True))
     report = recipe.preflight()  # the validator (and its pool) runs once, in rank 0 only
     if report is not None and report.errors:
         raise InputInvalid(report)

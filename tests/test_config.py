@@ -165,3 +165,20 @@ def test_command_refuses_a_recipe_it_does_not_run(command: str, config: str, tmp
     assert f"not `sltrain {command}`" in proc.stderr
     assert_no_traceback(proc)
     assert not (tmp_path / "runs").exists()
+
+
+def test_out_dirs_own_config_as_input_is_never_rewritten(tmp_path: Path) -> None:
+    """`sltrain pretrain runs/x/config.yaml` reruns as it is; with a changed value it is refused."""
+    from sldata.errors import UserError
+    from sltrain.config import load_config, save_resolved
+
+    first = load_config(ROOT / "configs" / "dpc_smoke_cpu.yaml")
+    own = tmp_path / "config.yaml"
+    save_resolved(first, own)
+    before = own.read_bytes()
+    same = load_config(own)
+    save_resolved(same, own)  # identical: nothing to write
+    changed = load_config(own, ["optim.lr=0.5"])
+    with pytest.raises(UserError, match="is trainer.out_dir's own config.yaml"):
+        save_resolved(changed, own)
+    assert own.read_bytes() == before

@@ -225,3 +225,29 @@ def test_json_deep_nesting_is_a_message_not_a_recursion_error(tmp_path: Path) ->
     p.write_bytes(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(io.JsonError, match="deep.json: invalid JSON: nested too deeply"):
         io.read_json(p)
+
+
+def test_a_forked_worker_never_keeps_its_dead_parents_lock(tmp_path: Path) -> None:
+    """pkl2h5/validate workers are forked while the output is locked: an orphan must not hold it."""
+    target = tmp_path / "out.h5"
+    code = ("import os, sys, time; from sldata import io\n"
+            "with io.output_lock(sys.argv[1], 'pose h5'):\n"
+            "    if os.fork() == 0:\n"
+            "        time.sleep(30); os._exit(0)\n"
+            "    print('locked', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with io.output_lock(target, "pose h5"):  # the orphan (still asleep) holds no copy of the lock
+        pass
+
+
+def test_dot_and_dotdot_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="is the current directory"):
+        with io.atomic_path(".", kind="dir") as tmp:
+            tmp.mkdir()
+    assert io.lock_path("a/..") == io.lock_path(".") == tmp_path.parent / f".{tmp_path.name}{io.LOCK_SUFFIX}"
+    assert io.lock_path("run", inside=True) == tmp_path / "run" / io.LOCK_SUFFIX
+    assert io.tmp_name(".").parent == tmp_path.parent

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import h5py
@@ -154,8 +155,16 @@ def test_mixed_extraction_options_warn_and_are_not_recorded(tmp_path: Path) -> N
 
 def test_existing_output_is_replaced_only_when_complete(pkls: Path, tmp_path: Path) -> None:
     out = tmp_path / "pose.h5"
-    with h5py.File(out, "w") as f:  # an earlier output (OpenHands' layout: no attributes)
+    openhands = tmp_path / "openhands.h5"
+    with h5py.File(openhands, "w") as f:  # OpenHands' own layout (no attributes): not ours to replace
         f.create_group("keypoints")
+    with pytest.raises(UserError, match="not a pose h5 written by sldata"):
+        pkl2h5(pkls, openhands)
+    openhands.unlink()
+    first = tmp_path / "first"
+    save_pkl(first / "vid_z.pkl", _sample(3))
+    pkl2h5(first, out)  # an earlier output of pkl2h5
+    shutil.rmtree(first)
     old = out.read_bytes()
     (pkls / "evil.pkl").write_bytes(pickle.dumps({"keypoints": _Evil(), "confidences": 0}))
     bad_only = tmp_path / "bad_only"

@@ -18,11 +18,11 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Iterator, Protocol, Sequence
 
 from ..errors import UserError
+from ..workers import die_with_parent
 
 Pair = tuple[Any, Any]
 #: A job whose worker dies is tried on a fresh worker once more, then recorded as failed.
@@ -42,38 +42,6 @@ class Executor(Protocol):
     notices: list[str]
 
     def imap_unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Pair]: ...
-
-
-# --- workers die with their parent --------------------------------------------------------
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Make this worker exit when the process that started it is gone.
-
-    Linux delivers SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); a
-    watchdog thread that polls the parent pid covers other systems and the race
-    where the parent died before the prctl call. Without this, a killed
-    extract-pose leaves its workers running, each holding a MediaPipe graph.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl: the watchdog alone
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="sldata-parent-watchdog", daemon=True).start()
 
 
 def _worker_main(conn: Any, fn: Callable[[Any], Any], initializer: Callable[..., None], initargs: tuple,

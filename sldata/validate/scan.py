@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..h5 import open_failure
+from ..workers import die_with_parent
 
 #: Below this many bytes of input the pool's start-up costs more than it saves.
 POOL_MIN_BYTES = 64 * 2**20
@@ -395,7 +396,7 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence[Task], workers: int,
     import multiprocessing as mp
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx)
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=die_with_parent)
     futures = {ex.submit(fn, *t): t for t in tasks}
     return _collect(fn, ex, futures, ctx, on_done)
 
@@ -424,7 +425,7 @@ def _collect(fn: Callable[..., Any], ex: ProcessPoolExecutor, futures: dict, ctx
         ex.shutdown(wait=True, cancel_futures=True)
     for t in failed:
         try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as one:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=die_with_parent) as one:
                 res = one.submit(fn, *t).result()
         except Exception as exc:
             res = _crashed(t, exc)
