@@ -162,3 +162,23 @@ def test_output_that_is_an_input_or_a_directory_is_refused(tmp_path: Path) -> No
         assert_no_traceback(proc)
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_an_output_of_another_command_is_never_replaced(tmp_path: Path) -> None:
+    """merge-pose over pkl2h5's output (or the reverse) is refused; over its own earlier output it is fine."""
+    from sldata.pack import pkl2h5
+    from sldata.pose import save_pkl
+
+    a = _h5(tmp_path / "a.h5", {"v1": 5})
+    save_pkl(tmp_path / "pkls" / "v9.pkl", _sample(4))
+    packed = tmp_path / "packed.h5"
+    assert pkl2h5(tmp_path / "pkls", packed).ok
+    before = packed.read_bytes()
+    with pytest.raises(UserError, match=r"was written by `sldata pkl2h5`; `sldata merge-pose` does not replace it"):
+        merge_pose([a], packed)
+    assert packed.read_bytes() == before
+    merged = tmp_path / "merged.h5"
+    merge_pose([a], merged)
+    merge_pose([a], merged)  # its own earlier output
+    with pytest.raises(UserError, match=r"was written by `sldata merge-pose`; `sldata pkl2h5` does not replace it"):
+        pkl2h5(tmp_path / "pkls", merged)

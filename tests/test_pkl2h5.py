@@ -207,7 +207,7 @@ def test_an_output_that_is_not_a_pose_h5_is_never_replaced(pkls: Path, tmp_path:
         proc = run_cli("sldata", *cmd, "-o", labels)
         assert_no_traceback(proc)
         assert proc.returncode == 2, proc.stderr
-        assert f"{labels} exists and is not a pose h5; refusing to replace it" in " ".join(proc.stderr.split())
+        assert f"{labels} exists and is not a pose h5 written by sldata; refusing to replace it" in " ".join(proc.stderr.split())
     assert labels.read_text() == "key,label\nvid_a,HELLO\n"
 
 
@@ -471,18 +471,20 @@ def test_a_second_run_on_the_same_output_is_refused(pkls: Path, tmp_path: Path) 
     from sldata.io import output_lock
 
     out = tmp_path / "out.h5"
+    merged = tmp_path / "merged.h5"
     assert pkl2h5(pkls, tmp_path / "a.h5").ok
     out.write_bytes((tmp_path / "a.h5").read_bytes())  # the running pack's earlier output
-    before = out.read_bytes()
-    with output_lock(out, "pose h5"):
-        runs = [run_cli("sldata", "pkl2h5", pkls, "-o", out),
-                run_cli("sldata", "merge-pose", tmp_path / "a.h5", "-o", out)]
-    for proc in runs:
+    assert run_cli("sldata", "merge-pose", tmp_path / "a.h5", "-o", merged).returncode == 0
+    before = out.read_bytes(), merged.read_bytes()
+    with output_lock(out, "pose h5"), output_lock(merged, "pose h5"):
+        runs = [(out, run_cli("sldata", "pkl2h5", pkls, "-o", out)),
+                (merged, run_cli("sldata", "merge-pose", tmp_path / "a.h5", "-o", merged))]
+    for target, proc in runs:
         assert_no_traceback(proc)
         assert proc.returncode == 2, proc.stderr
         msg = " ".join(proc.stderr.split())
-        assert f"{out}: another run is writing this pose h5 (pid {os.getpid()} on" in msg, msg
-    assert out.read_bytes() == before
+        assert f"{target}: another run is writing this pose h5 (pid {os.getpid()} on" in msg, msg
+    assert (out.read_bytes(), merged.read_bytes()) == before
     assert not (tmp_path / "out.h5.sldata-parts").exists()
 
 
