@@ -147,14 +147,15 @@ def build_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
         raise ConfigError(format_errors(cls, exc, source)) from None
 
 
-#: Config files read by this process: inputs, which `save_resolved` never rewrites.
-_INPUTS: list[Path] = []
+#: The file each loaded config came from (by object identity): an input, which
+#: `save_resolved` never rewrites. Configs built in code have none.
+_SOURCES: dict[int, tuple[TrainConfig, Path]] = {}
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
     """Read YAML, apply `--set` overrides, validate the result as one config."""
     cfg = build_config(apply_overrides(read_yaml(path), list(overrides)), str(path))
-    _INPUTS.append(Path(path))
+    _SOURCES[id(cfg)] = (cfg, Path(path))
     return cfg
 
 
@@ -172,12 +173,13 @@ def save_resolved(cfg: TrainConfig, path: str | Path) -> None:
 
     data = dump_yaml(cfg).encode("utf-8")
     path = Path(path)
-    for src in _INPUTS:
-        if path.exists() and src.exists() and os.path.samefile(path, src):
-            if path.read_bytes() == data:
-                return
-            raise UserError(f"{src}: is trainer.out_dir's own config.yaml and this run's config differs "
-                            "from it (--set?); copy it elsewhere and run that copy, so the input stays as it is")
+    entry = _SOURCES.get(id(cfg))
+    src = entry[1] if entry is not None and entry[0] is cfg else None
+    if src is not None and path.exists() and src.exists() and os.path.samefile(path, src):
+        if path.read_bytes() == data:
+            return
+        raise UserError(f"{src}: is trainer.out_dir's own config.yaml and this run's config differs "
+                        "from it (--set?); copy it elsewhere and run that copy, so the input stays as it is")
     try:
         write_bytes_atomic(path, data)
     except OSError as exc:
