@@ -35,15 +35,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Run MediaPipe Holistic over every video; resumable, failures go to OUT/failures*.jsonl."""
-        import os
 
         from sldata.extract import ExtractOptions, run_extraction
         from sldata.extract.holistic import HolisticOptions
         from sldata.pose import keypoint_set
 
         keypoint_set(keypoints)  # reject a bad name before any work
-        if executor == "local" and workers is None:
-            workers = os.cpu_count() or 1
         options = ExtractOptions(keypoints=keypoints, holistic=HolisticOptions(model_complexity=model_complexity))
         report = run_extraction(videos, out, options=options, workers=workers, num_shards=num_shards,
                                 shard_index=shard_index, executor=executor, video_list=video_list, h5=h5,
