@@ -221,6 +221,10 @@ class PoseH5:
     def num_frames(self, key: str) -> int:
         return int(self._file["keypoints"][key].shape[0])
 
+    def dtype(self, key: str, group: str = "keypoints") -> str:
+        """The stored dtype of `group/key` ("float32", "float16"), without reading it."""
+        return str(self._file[group][key].dtype)
+
     def video_attrs(self, key: str) -> dict[str, Any]:
         return {k: _plain(v) for k, v in self._file["keypoints"][key].attrs.items()}
 

@@ -428,10 +428,11 @@ def pose_stats(path: Path, *, deep: bool = False, progress: Progress | None = No
         progress.start("stats pose", total=len(keys), unit="videos")
         for key in keys:
             try:
-                ds = pose._file["keypoints"][key]
-                f = int(ds.shape[0]) if ds.ndim else 0
+                shape = pose.shape(key)
+                f = int(shape[0]) if shape else 0
                 frames.append(float(f))
-                dtypes[str(ds.dtype)] = dtypes.get(str(ds.dtype), 0) + 1
+                dtype = pose.dtype(key)
+                dtypes[dtype] = dtypes.get(dtype, 0) + 1
                 a = pose.video_attrs(key)
                 if isinstance(a.get("fps"), (int, float)) and a["fps"] > 0:
                     fps.append(float(a["fps"]))
