@@ -51,7 +51,10 @@ _HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest(
 #: A temporary of another host cannot be checked for a live writer; it counts as stale
 #: once it has not changed for this long (a writer touches its temporary as it goes).
 FOREIGN_STALE_S = 24 * 3600
-_SUFFIX_ROOM = len(TMP_MARK) + 8 + 1 + 10 + 1 + 8  # host-pid-random
+#: A temporary may end in its output's extension, for writers that pick the format from the
+#: name (OpenCV's video writer): at most this many bytes, `.` included.
+TMP_EXT_MAX = 8
+_SUFFIX_ROOM = len(TMP_MARK) + 8 + 1 + 10 + 1 + 8 + TMP_EXT_MAX  # host-pid-random.ext
 _LIVE: set[str] = set()  # temporaries this process is writing right now
 
 
@@ -91,10 +94,16 @@ def _abs(path: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.fspath(path)))
 
 
-def tmp_name(path: str | os.PathLike) -> Path:
-    """A sibling name that is clearly unfinished, unique per writer, and fits NAME_MAX."""
+def tmp_name(path: str | os.PathLike, ext: str = "") -> Path:
+    """A sibling name that is clearly unfinished, unique per writer, and fits NAME_MAX.
+
+    ext: an extension the temporary ends in (`.mp4`), for writers that choose the
+    format by the file name.
+    """
+    if ext and not _TMP_EXT.fullmatch(ext):
+        raise ValueError(f"temporary extension {ext!r}: '.' and 1 to {TMP_EXT_MAX - 1} letters or digits")
     path = _abs(path)
-    return path.with_name(f"{_tmp_prefix(path)}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return path.with_name(f"{_tmp_prefix(path)}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
 
 
 def is_temporary(path: str | os.PathLike) -> bool:
@@ -113,7 +122,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_TMP_TAIL = re.compile(r"(?:([0-9a-f]{8})-)?(\d+)-[0-9a-f]{8}$")
+_TMP_EXT = re.compile(r"\.[A-Za-z0-9]{1,%d}" % (TMP_EXT_MAX - 1))
+_TMP_TAIL = re.compile(r"(?:([0-9a-f]{8})-)?(\d+)-[0-9a-f]{8}(?:%s)?$" % _TMP_EXT.pattern)
 
 
 def _is_stale(p: Path, tail: str) -> bool:
@@ -139,26 +149,43 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporaries of `path` that dead runs left; return what was removed.
+def remove_stale_temporaries(path: str | os.PathLike, *more: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of `path` (and of `more`, outputs of the same folder) that dead
+    runs left, in one scan of the folder; return what was removed.
 
     A temporary of a live process on this host is never touched (it may be a
     concurrent run); one of another host only after FOREIGN_STALE_S untouched.
+    One scan for many outputs: an extract-pose folder holds 10^5 pkls, and each
+    run cleans up after the videos it was given.
     """
-    path = _abs(path)
-    prefix = _tmp_prefix(path)
-    old_prefix = path.name + TMP_MARK  # names of earlier versions, before host and shortening
+    targets = [_abs(p) for p in (path, *more)]
+    folder = targets[0].parent
+    prefixes: set[str] = set()
+    for t in targets:
+        if t.parent != folder:
+            raise ValueError(f"{t}: not in {folder}")
+        prefixes |= {_tmp_prefix(t), t.name + TMP_MARK}  # the second: names of earlier versions
+    return _remove_stale(folder, prefixes.__contains__)
+
+
+def remove_stale_temporaries_in(folder: str | os.PathLike) -> list[Path]:
+    """Remove every temporary in `folder` that a dead run left, whatever output it was for
+    (a folder of parts written only under the output's lock)."""
+    return _remove_stale(_abs(folder), lambda head: True)
+
+
+def _remove_stale(folder: Path, wanted: Callable[[str], bool]) -> list[Path]:
+    """One scan of `folder`: remove the stale temporaries whose name up to the mark `wanted` accepts."""
     removed: list[Path] = []
     try:
-        entries = list(os.scandir(path.parent))
+        entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
         return removed
     for e in entries:
-        for pre in {prefix, old_prefix}:
-            if e.name.startswith(pre) and _is_stale(Path(e.path), e.name[len(pre):]):
-                _remove(Path(e.path))
-                removed.append(Path(e.path))
-                break
+        cut = e.name.find(TMP_MARK) + len(TMP_MARK)
+        if cut >= len(TMP_MARK) and wanted(e.name[:cut]) and _is_stale(Path(e.path), e.name[cut:]):
+            _remove(Path(e.path))
+            removed.append(Path(e.path))
     return removed
 
 
@@ -257,11 +284,11 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike]
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
                 inputs: Iterable[str | os.PathLike] = (), kind: str | None = None,
-                owned: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+                owned: Callable[[Path], bool] | None = None, ext: str = "") -> Iterator[Path]:
     """Yield a temporary sibling of `path`; on success fsync it and rename it onto `path`.
 
     Works for files and directories (the caller creates the one it wants at the
-    yielded path). Stale temporaries of `path` from dead runs are removed first.
+    yielded path). `ext`: the temporary ends in it (see `tmp_name`). Stale temporaries of `path` from dead runs are removed first.
     The output rule (`check_output`) is applied before any work and again
     before the rename. On any exception the temporary is removed and `path` is
     untouched.
@@ -272,7 +299,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
     check_name(path)
     make_parent(path)
     remove_stale_temporaries(path)
-    tmp = tmp_name(path)
+    tmp = tmp_name(path, ext)
     _LIVE.add(str(tmp))
     try:
         yield tmp
