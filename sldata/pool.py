@@ -182,7 +182,7 @@ class Pool:
 
     def imap_unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Pair]:
         if not jobs:
-            return iter(())
+            return (pair for pair in ())  # a generator like the others: the caller may close() it
         if self.in_process:
             return self._inline(fn, jobs)
 
@@ -221,8 +221,9 @@ class Pool:
                     except (EOFError, OSError):
                         got = None
                     task, slot.task = slot.task, None
+                    result: Any = None
                     if got is not None:
-                        yield task.job, got[1]
+                        result = got[1]
                     else:  # the process is gone with the task
                         slot.proc.join()
                         ended = how_it_ended(slot.proc.exitcode)
@@ -231,11 +232,13 @@ class Pool:
                         if task.attempts < MAX_ATTEMPTS:
                             tasks.appendleft(task)
                         else:
-                            yield task.job, WorkerLost(ended)
+                            result = WorkerLost(ended)
                         if tasks:
                             slots[i] = slot = fresh()
-                    if tasks:
+                    if tasks:  # before the result goes to the caller: the worker works while it is used
                         slot.send(tasks.popleft())
+                    if got is not None or task.attempts >= MAX_ATTEMPTS:
+                        yield task.job, result
         except BaseException:
             # Interrupted (Ctrl-C, or the consumer stopped): stop now, do not finish the queue.
             for slot in slots:
