@@ -39,11 +39,11 @@ def register(app: typer.Typer) -> None:
             resumed = f", {r.resumed} kept from an interrupted run" if r.resumed else ""
             console.print(f"pkl2h5: packed {r.packed} videos ({r.frames} frames, {r.keypoint_set}, {r.dtype}"
                           f"{resumed}) -> {r.output}; {r.failed} pkl(s) failed", highlight=False, soft_wrap=True)
-            for b in r.bad[:20]:
-                err_console.print(f"  [red]failed[/] {escape(b['pkl'])}: {escape(b['reason'])}", highlight=False,
+            for f in r.failures[:20]:
+                err_console.print(f"  [red]failed[/] {escape(f.file or '')}: {escape(f.message)}", highlight=False,
                                   soft_wrap=True)
-            if len(r.bad) > 20:
-                err_console.print(f"  ... {len(r.bad) - 20} more (--json lists them all)", highlight=False)
+            if r.failed > 20:
+                err_console.print(f"  ... {r.failed - 20} more (--json lists them all)", highlight=False)
             for w in r.warnings:
                 err_console.print(f"  [yellow]warning[/] {escape(w)}", highlight=False, soft_wrap=True)
         if not report.ok:

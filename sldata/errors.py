@@ -15,6 +15,18 @@ class UnsafePickleError(UserError):
     """A pkl asked to load something beyond numpy arrays and plain containers."""
 
 
+class BadItemError(UserError):
+    """One item's data breaks the format; `code` is the finding code (sldata.findings.CODES)
+    under which a per-item loop records it (exit 2 where the item is all the command has)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self):  # survive pickling across worker processes
+        return (type(self), (self.code, str(self)))
+
+
 class DataError(UserError):
     """Data that cannot be read (a garbled compressed chunk, an I/O error), located.
 

@@ -1,4 +1,7 @@
-"""Findings: what validate (and verification steps) report, as objects, never asserts."""
+"""Findings: the one failure type. What validate reports, and every per-item failure of a command
+(a pkl pkl2h5 could not pack, a video extract-pose could not extract, a `.pose` file import-pose
+could not read), as objects with a stable code, never asserts; reports keep their documented
+on-disk and --json shapes and build them from Findings."""
 
 from __future__ import annotations
 
@@ -42,6 +45,10 @@ CODES: dict[str, Severity] = {
     "h5-structure": "error",
     "pkl-unreadable": "error",
     "pose-missing": "error",
+    # per-item failures of other commands (never in validate's report; their --json keeps its shape)
+    "extract-failed": "error",
+    "pose-unreadable": "error",
+    "worker-lost": "error",
 }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
+from .findings import Finding, finding
 from .progress import NullProgress, Progress
 
 #: pose-format component name -> our part name
@@ -73,7 +74,12 @@ class ImportResult:
     out: Path | None
     keypoint_set: str
     count: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
+    failures: list[Finding] = field(default_factory=list)  # file = the .pose file's name
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """The documented shape (--json `failed`): file name -> reason."""
+        return {f.file or "": f.message for f in self.failures}
 
     def to_dict(self) -> dict[str, Any]:
         return {"out": None if self.out is None else str(self.out), "keypoint_set": self.keypoint_set,
@@ -273,7 +279,6 @@ def import_pose(src: str | Path, out: str | Path, *, keypoints: str = "auto", dt
     # The output rule before any work: never an input (links included), never a directory.
     check_pose_output(out, [src, *files], "import-pose")
     check_name(out)
-    failed: dict[str, str] = {}
     if keypoints == "auto":
         faces = []
         for p in files:
@@ -282,7 +287,8 @@ def import_pose(src: str | Path, out: str | Path, *, keypoints: str = "auto", dt
             except Exception:  # reported with its reason by the full read below
                 pass
         keypoints = "holistic543" if faces and all(faces) else "openhands75"
-    result = ImportResult(out, keypoints, failed=failed)
+    result = ImportResult(out, keypoints)
+    failures = result.failures
     with output_lock(out, "pose h5"):
         progress.start("import .pose", total=len(files), unit="files")
         try:
@@ -293,20 +299,23 @@ def import_pose(src: str | Path, out: str | Path, *, keypoints: str = "auto", dt
                     try:
                         pose = Pose.read(p.read_bytes())
                     except OSError as exc:  # permission denied, I/O error: that file's failure
-                        failed[name] = describe_os_error(exc).removeprefix(f"{text_name(p)}: ")
+                        failures.append(finding("pose-unreadable",
+                                                describe_os_error(exc).removeprefix(f"{text_name(p)}: "), name))
                     except Exception as exc:  # pose-format raises many kinds on corrupt input
-                        failed[name] = f"not a readable .pose file ({type(exc).__name__}: {exc})"
+                        failures.append(finding("pose-unreadable", f"not a readable .pose file "
+                                                f"({type(exc).__name__}: {exc})", name))
                     else:
+                        key = text_name(p.stem)
                         try:
-                            writer.add(text_name(p.stem), pose_to_sample(pose, keypoints, name),
-                                       source=_source(p.name))
+                            writer.add(key, pose_to_sample(pose, keypoints, name), source=_source(p.name))
                             result.count += 1
                         except UserError as exc:
-                            failed[name] = str(exc).removeprefix(f"{name}: ")
+                            failures.append(finding("duplicate-video" if key in writer else "pose-unreadable",
+                                                    str(exc).removeprefix(f"{name}: "), name, video=key))
                     progress.advance(1)
                 if result.count == 0:
                     raise UserError(f"{text_name(src)}: none of {len(files)} .pose files could be imported: "
-                                    + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]))
+                                    + "; ".join(f"{f.file}: {f.message}" for f in failures[:3]))
         finally:
             progress.finish()
     return result

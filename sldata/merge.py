@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import UserError
-from .io import fsync_dir, output_lock, reading, remove_stale_temporaries, text_name
+from .io import output_lock, reading, remove_stale_temporaries, text_name
 from .pose import KEYPOINT_SETS, PoseH5Writer, check_pose_output, h5_error_reason, keypoint_set_for
 from .progress import NullProgress, Progress
 
@@ -81,7 +81,6 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
             raise
         finally:
             progress.finish()
-        fsync_dir(output.parent)
     report.videos = total
     return report
 

@@ -29,19 +29,19 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from collections import Counter, deque
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-from .errors import UserError
-from .workers import quiet_worker
-from .io import TMP_MARK, check_output, fsync_dir, output_lock, remove_stale_temporaries, text_name
+from .errors import BadItemError, UnsafePickleError, UserError
+from .findings import Finding, finding
+from .io import TMP_MARK, output_lock, remove_stale_temporaries, remove_stale_temporaries_in, text_name
+from .pkls import find_pkls, pkl_key
+from .pool import Pool, WorkerLost, check_workers, default_workers
 from .pose import (DEFAULT_COMPRESSION, EncodedPose, PoseH5Writer, PoseSample, check_pose_output, encode_sample,
-                   keypoint_set_for,
-                   load_pkl)
+                   keypoint_set_for, load_pkl)
 from .progress import NullProgress, Progress
 
 PARTS_SUFFIX = ".sldata-parts"
@@ -57,19 +57,26 @@ class PackReport:
     packed: int = 0     # videos in the output
     resumed: int = 0    # of those, packed by an earlier (killed) run and kept
     frames: int = 0
-    bad: list[dict[str, str]] = field(default_factory=list)  # {"pkl", "reason"}
+    failures: list[Finding] = field(default_factory=list)  # file = the pkl (or folder/) relative to PKL_DIR
     warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
-        return len(self.bad)
+        return len(self.failures)
 
     @property
     def ok(self) -> bool:
-        return not self.bad
+        return not self.failures
+
+    def fail(self, code: str, pkl: str, reason: str) -> None:
+        self.failures.append(finding(code, reason, pkl))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "failed": self.failed, "ok": self.ok}
+        """The documented --json shape: `bad` lists `{pkl, reason}`, `failed` counts them."""
+        return {"output": self.output, "keypoint_set": self.keypoint_set, "dtype": self.dtype,
+                "packed": self.packed, "resumed": self.resumed, "frames": self.frames,
+                "bad": [{"pkl": f.file, "reason": f.message} for f in self.failures],
+                "warnings": self.warnings, "failed": self.failed, "ok": self.ok}
 
 
 @dataclass(frozen=True)
@@ -83,67 +90,32 @@ class PklItem:
     mtime_ns: int
 
 
-def scan_pkls(pkl_dir: str | Path) -> tuple[list[Path], list[dict[str, str]]]:
-    """Every `*.pkl` under `pkl_dir` (recursive, sorted), and the folders that could not be listed.
-
-    `Path.rglob` skips an unreadable folder without a word; here it is a recorded failure.
-    """
-    root = Path(pkl_dir)
-    if not root.is_dir():
-        raise UserError(f"{text_name(str(root))}: not a directory of pkl files")
-    unreadable: list[dict[str, str]] = []
-
-    def onerror(exc: OSError) -> None:
-        where = Path(exc.filename) if exc.filename else root
-        unreadable.append({"pkl": _rel(where, root) + "/",
-                           "reason": f"cannot list folder: {exc.strerror or exc}"})
-
-    pkls: list[Path] = []
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
-        st = os.stat(dirpath)
-        if (st.st_dev, st.st_ino) in seen:  # a symlink loop
-            dirnames[:] = []
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames.sort()
-        pkls += [Path(dirpath) / n for n in filenames if n.endswith(".pkl") and TMP_MARK not in n]
-    pkls = sorted((p for p in pkls if p.is_file()), key=lambda p: _rel(p, root))
-    return pkls, sorted(unreadable, key=lambda u: u["pkl"])
-
-
-def find_pkls(pkl_dir: str | Path) -> list[Path]:
-    """Every `*.pkl` under `pkl_dir` (recursive), sorted (unreadable folders ignored: see scan_pkls)."""
-    return scan_pkls(pkl_dir)[0]
-
-
 def pkl2h5(pkl_dir: str | Path, output: str | Path, *, dtype: str = "float32", workers: int | None = None,
            checkpoint_seconds: float = 60.0, progress: Progress | None = None) -> PackReport:
     """Pack every pkl under `pkl_dir` into `output` (keys = pkl stems)."""
     _check_options(dtype, workers)  # bad options first, before scanning the folder
     root = Path(pkl_dir)
-    pkls, unreadable = scan_pkls(root)
-    if not pkls and not unreadable:
+    if not root.is_dir():
+        raise UserError(f"{text_name(str(root))}: not a directory of pkl files")
+    found = find_pkls(root)
+    if not found.files and not found.unreadable:
         raise UserError(f"{text_name(str(root))}: no .pkl files found")
-    return pack_pkls(pkls, output, root=root, dtype=dtype, workers=workers, progress=progress,
+    unreadable = [finding("pkl-unreadable", f"cannot list folder: {exc.strerror or exc}", found.rel(d) + "/")
+                  for d, exc in found.unreadable]
+    return pack_pkls(found.files, output, root=root, dtype=dtype, workers=workers, progress=progress,
                      checkpoint_seconds=checkpoint_seconds, failures=unreadable)
-
-
-def default_workers() -> int:
-    """Readers beyond ~8 outrun the one writer."""
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def _check_options(dtype: str, workers: int | None) -> None:
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be float32 or float16, not {dtype!r}")
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be at least 1, not {workers}")
+    if workers is not None:
+        check_workers(workers)
 
 
 def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: str = "float32",
               keypoint_set: str | None = None, workers: int | None = None, checkpoint_seconds: float = 60.0,
-              failures: Sequence[dict[str, str]] = (), progress: Progress | None = None,
+              failures: Sequence[Finding] = (), progress: Progress | None = None,
               loader: Callable[[str], PoseSample] = load_pkl) -> PackReport:
     """Pack `pkls` (keys = stems) into `output`; `source` is the video path each pkl recorded,
     else the pkl's path relative to `root`.
@@ -151,11 +123,14 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
     keypoint_set: the set the file holds; by default the set of most pkls.
     failures: failures found before packing (unreadable folders), reported with the rest.
     loader: reads one pkl in a worker (module-level, picklable; tests pass one that crashes).
+    workers: reader processes (`sldata.pool`; default: the usable CPUs, at most 8, beyond
+    which readers outrun the one writer). A pkl whose worker dies is retried once on a
+    fresh worker, then recorded as that pkl's failure (`worker-lost`).
     """
     _check_options(dtype, workers)
     workers = workers or default_workers()
     output = Path(output)
-    report = PackReport(text_name(str(output)), dtype=dtype, bad=list(failures))
+    report = PackReport(text_name(str(output)), dtype=dtype, failures=list(failures))
     items = _items(pkls, Path(root), report)
     check_pose_output(output, pkls, "pkl2h5")
     progress = progress or NullProgress()
@@ -168,16 +143,18 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
         keep = set(resumed)
         jobs = [(it.path, it.key, it.rel, dtype, DEFAULT_COMPRESSION, loader) for it in todo]
         by_key = {it.key: it for it in todo}
-        results = _run_pool(_encode_job, jobs, workers)  # workers fork before the progress bar's thread
+        results = Pool(workers, name="sldata-pkl2h5-worker").imap_unordered(_encode_job, jobs)  # workers start before the progress bar's thread
         try:
             progress.start("pkl2h5", total=len(items), unit="pkls")
             progress.advance(len(items) - len(todo))
             for job, res in results:
                 key, rel = job[1], job[2]
-                if isinstance(res, BaseException) or not res.get("ok"):
-                    reason = (f"worker process died ({type(res).__name__}) while reading it" if
-                              isinstance(res, BaseException) else res["reason"])
-                    report.bad.append({"pkl": rel, "reason": reason})
+                if isinstance(res, WorkerLost):
+                    report.fail("worker-lost", rel, f"{res} while reading it")
+                elif isinstance(res, BaseException):  # a bug guard: the job function raised
+                    report.fail("worker-lost", rel, f"worker error ({res}) while reading it")
+                elif not res["ok"]:
+                    report.fail(res["code"], rel, res["reason"])
                 else:
                     parts.add(key, res, _entry(res, by_key[key]))
                     keep.add(key)
@@ -192,7 +169,7 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
         entries = {k: v for k, v in parts.entries.items() if k in keep}
         _choose_set(entries, keypoint_set, report)
         if not entries:
-            shown = "; ".join(f"{b['pkl']}: {b['reason']}" for b in report.bad[:10])
+            shown = "; ".join(f"{f.file}: {f.message}" for f in report.failures[:10])
             parts.remove()
             raise UserError(f"no usable pkl among {len(items)}: {shown}")
         attrs, notes = _provenance(entries.values())
@@ -202,7 +179,7 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
         report.frames = sum(e["frames"] for e in entries.values())
         parts.merge_into(output, entries, report.keypoint_set, attrs, progress)
         parts.remove()
-    report.bad.sort(key=lambda b: b["pkl"])
+    report.failures.sort(key=lambda f: f.file or "")
     return report
 
 
@@ -217,9 +194,9 @@ def _items(pkls: Sequence[Path], root: Path, report: PackReport) -> list[PklItem
         try:
             st = os.stat(p)
         except OSError as exc:
-            report.bad.append({"pkl": rel, "reason": exc.strerror or str(exc)})
+            report.fail("pkl-unreadable", rel, exc.strerror or str(exc))
             continue
-        key = text_name(p.stem)
+        key = pkl_key(p)
         if key != p.stem:
             renamed.append(rel)
         by_key.setdefault(key, []).append(rel)
@@ -242,114 +219,34 @@ def _unchanged(entry: dict[str, Any] | None, item: PklItem) -> bool:
 # --- workers -----------------------------------------------------------------------------
 
 def _encode_job(job: tuple) -> dict[str, Any]:
-    """In a worker: read one pkl, check it, compress it. Every failure comes back as a reason."""
+    """In a worker: read one pkl, check it, compress it. Every failure comes back as a code and a reason."""
     path, key, rel, dtype, compression, loader = job
     try:
         sample = loader(path)
         f, n = sample.keypoints.shape[:2]
-        if f == 0:
-            raise UserError("no frames")
         kset = keypoint_set_for(n)
         if kset is None:
-            raise UserError(f"{n} keypoints per frame match no keypoint set (openhands75: 75, holistic543: 543)")
+            raise BadItemError("pose-shape", f"{n} keypoints per frame match no keypoint set "
+                                             "(openhands75: 75, holistic543: 543)")
         meta = sample.extra.get("meta")
         meta = meta if isinstance(meta, dict) else {}
         source = meta.get("source") if isinstance(meta.get("source"), str) else rel
         enc = encode_sample(sample, dtype=dtype, compression=compression, source=source)
+    except BadItemError as exc:
+        return {"ok": False, "code": exc.code, "reason": _strip(str(exc), path)}
+    except UnsafePickleError as exc:
+        return {"ok": False, "code": "pkl-unsafe", "reason": _strip(str(exc), path)}
     except UserError as exc:
-        return {"ok": False, "reason": _strip(str(exc), path)}
+        return {"ok": False, "code": "pkl-unreadable", "reason": _strip(str(exc), path)}
     except OSError as exc:
-        return {"ok": False, "reason": exc.strerror or str(exc)}
+        return {"ok": False, "code": "pkl-unreadable", "reason": exc.strerror or str(exc)}
     except MemoryError:
-        return {"ok": False, "reason": "out of memory while reading it"}
+        return {"ok": False, "code": "pkl-unreadable", "reason": "out of memory while reading it"}
     prov = {"mediapipe_version": meta.get("mediapipe_version") if isinstance(meta.get("mediapipe_version"), str)
             else None,
             "options": json.dumps(meta["options"], sort_keys=True) if isinstance(meta.get("options"), dict)
             else None}
     return {"ok": True, "enc": enc, "kset": kset.name, "frames": f, "prov": prov}
-
-
-def _run_pool(fn: Callable[[Any], Any], jobs: list, workers: int) -> Iterator[tuple[Any, Any]]:
-    """Yield `(job, result)` as workers finish, at most `2 * workers + 2` in flight.
-
-    A worker that dies (a native crash, the OOM killer) breaks the whole pool and
-    every job in flight with it; those jobs are then run again one at a time in a
-    fresh pool, so the one that kills its worker again is recorded as the failure
-    (`(job, exception)`) and the others are packed.
-    """
-    if not jobs:
-        return (_ for _ in ())
-    return _pool_iter(fn, deque(jobs), workers, _new_pool(workers))  # the pool starts now, not on first next()
-
-
-def _pool_iter(fn: Callable[[Any], Any], pending: deque, workers: int, pool: Any) -> Iterator[tuple[Any, Any]]:
-    from concurrent.futures import FIRST_COMPLETED, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    window = 2 * workers + 2
-    suspects: deque = deque()
-    inflight: dict[Any, Any] = {}
-    try:
-        while pending or inflight or suspects:
-            if suspects and not inflight:  # one at a time: a crash now is that job's own
-                job = suspects.popleft()
-                try:
-                    res = pool.submit(fn, job).result()
-                except BrokenProcessPool as exc:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    pool = _new_pool(workers)
-                    yield job, exc
-                else:
-                    yield job, res
-                continue
-            broken = False
-            while pending and len(inflight) < window and not suspects and not broken:
-                job = pending.popleft()
-                try:
-                    inflight[pool.submit(fn, job)] = job
-                except BrokenProcessPool:  # a worker died since the last wait: found below
-                    pending.appendleft(job)
-                    broken = True
-            finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                job = inflight.pop(fut)
-                try:
-                    res = fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    suspects.append(job)
-                    continue
-                yield job, res
-            if broken:
-                suspects.extend(inflight.values())
-                inflight.clear()
-                pool.shutdown(wait=True, cancel_futures=True)
-                pool = _new_pool(workers)
-    except BaseException:
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()  # interrupted: stop now, do not finish the queue
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _new_pool(workers: int):
-    """Fork while this process has no HDF5 file open and no other thread (fast start);
-    otherwise forkserver, so no worker ever inherits an open output file."""
-    import multiprocessing as mp
-    import threading
-    from concurrent.futures import ProcessPoolExecutor
-
-    import h5py
-
-    fork_ok = ("fork" in mp.get_all_start_methods() and threading.active_count() == 1
-               and h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE) == 0
-               and not {"mediapipe", "cv2"} & set(sys.modules))  # their native threads: not fork-safe
-    method = "fork" if fork_ok else ("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=quiet_worker)
-    if fork_ok:
-        pool.submit(int).result()  # fork every worker now, before the caller starts a thread or opens a file
-    return pool
 
 
 def _entry(res: dict[str, Any], item: PklItem) -> dict[str, Any]:
@@ -385,10 +282,8 @@ class _Parts:
 
         if not self.dir.is_dir():
             return {}
-        names = sorted(os.listdir(self.dir))
-        for name in names:
-            if TMP_MARK in name:  # a part being written when the run was killed
-                _unlink(self.dir / name)
+        remove_stale_temporaries_in(self.dir)  # a part being written when the run was killed
+        names = sorted(n for n in os.listdir(self.dir) if TMP_MARK not in n)
         for name in names:
             if name.endswith(".json") and name[:-5] + ".h5" not in names:
                 _unlink(self.dir / name)
@@ -449,8 +344,7 @@ class _Parts:
                 raise UserError(f"{text_name(str(self.output))}: {_after_colon(str(exc))}"
                                 f" (parts packed so far are kept in {text_name(str(self.dir))}; rerun to resume)") \
                     from None
-            self.part_keys[w.path.name] = set(index)
-            fsync_dir(self.dir)
+            self.part_keys[w.path.name] = set(index)  # both files fsynced, with the folder (sldata.io)
         self._since = time.monotonic()
 
     def close_open(self) -> None:
@@ -491,7 +385,6 @@ class _Parts:
             raise
         finally:
             progress.finish()
-        fsync_dir(output.parent)
 
     def remove(self) -> None:
         import shutil
@@ -511,8 +404,7 @@ def _choose_set(entries: dict[str, dict[str, Any]], wanted: str | None, report: 
     for key in [k for k, e in entries.items() if e["kset"] != kset]:
         e = entries.pop(key)
         n = KEYPOINT_SETS[e["kset"]].num_keypoints
-        report.bad.append({"pkl": e["rel"], "reason": f"mixed keypoint sets: {e['kset']} ({n} keypoints) "
-                                                      f"in a file of {kset}"})
+        report.fail("pose-shape", e["rel"], f"mixed keypoint sets: {e['kset']} ({n} keypoints) in a file of {kset}")
 
 
 def _provenance(entries: Any) -> tuple[dict[str, Any], list[str]]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from schemas.pose import POSE_FORMAT
 
-from .errors import UserError
+from .errors import BadItemError, UserError
 from .h5 import H5Pool
 from .io import atomic_path, check_output, reading, safe_unpickle, text_name
 
@@ -83,20 +83,49 @@ class PoseSample:
 
 # --- pkl ---------------------------------------------------------------------------
 
+def pkl_problems(data: Any) -> list[tuple[str, str]]:
+    """What makes an unpickled object not a pose pkl of SPEC §3, as (finding code, message).
+
+    The one checker: `load_pkl` raises the first problem, `validate` reports them all.
+    Empty when `data` holds float keypoints (F > 0, N, 3) and confidences (F, N) or
+    (F, N, 1), with fps/width/height numbers when present.
+    """
+    if not isinstance(data, dict) or "keypoints" not in data or "confidences" not in data:
+        got = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        return [("schema", f"expected a dict with 'keypoints' and 'confidences', got {got}")]
+    kp, conf = data["keypoints"], data["confidences"]
+    if not isinstance(kp, np.ndarray) or not isinstance(conf, np.ndarray):
+        return [("schema", "keypoints and confidences must be numpy arrays")]
+    problems = [("bad-dtype", f"{name} dtype {a.dtype}, expected float")
+                for name, a in (("keypoints", kp), ("confidences", conf)) if not np.issubdtype(a.dtype, np.floating)]
+    if kp.ndim != 3 or kp.shape[2] != 3:
+        problems.append(("pose-shape", f"keypoints shape {kp.shape}, expected (F, N, 3)"))
+    else:
+        fn = kp.shape[:2]
+        if kp.shape[0] == 0:
+            problems.append(("pose-shape", "keypoints have no frames (F == 0)"))
+        if conf.shape not in (fn, (*fn, 1)):
+            problems.append(("pose-shape", f"confidences shape {conf.shape}, expected {fn} or {(*fn, 1)}"))
+    for extra in ("fps", "width", "height"):
+        v = data.get(extra)
+        if v is not None and not isinstance(v, (int, float, np.integer, np.floating)):
+            problems.append(("schema", f"{extra} must be a number, got {type(v).__name__}"))
+    return problems
+
+
 def load_pkl(path: str | Path) -> PoseSample:
-    """Read one OpenHands pose pkl with restricted unpickling (never runs code)."""
+    """Read one OpenHands pose pkl with restricted unpickling (never runs code); UserError unless
+    `pkl_problems` finds none."""
     path = Path(path)
     data = safe_unpickle(path)
-    if not isinstance(data, dict) or "keypoints" not in data or "confidences" not in data:
-        raise UserError(f"{path}: expected a dict with 'keypoints' and 'confidences'")
-    kp = np.asarray(data["keypoints"])
-    conf = np.asarray(data["confidences"])
-    if not (np.issubdtype(kp.dtype, np.floating) and np.issubdtype(conf.dtype, np.floating)):
-        raise UserError(f"{path}: keypoints and confidences must be float arrays")
+    problems = pkl_problems(data)
+    if problems:
+        code, message = problems[0]
+        raise BadItemError(code, f"{path}: {message}")
     extra = {k: v for k, v in data.items() if k not in ("keypoints", "confidences", "fps", "width", "height")}
-    sample = PoseSample(kp, conf, fps=_opt(data.get("fps"), float), width=_opt(data.get("width"), int),
-                        height=_opt(data.get("height"), int), extra=extra)
-    sample.check(str(path))
+    sample = PoseSample(data["keypoints"], data["confidences"], fps=_opt(data.get("fps"), float),
+                        width=_opt(data.get("width"), int), height=_opt(data.get("height"), int), extra=extra)
+    sample.check(str(path))  # squeezes (F, N, 1) confidences
     return sample
 
 
@@ -142,11 +171,9 @@ def save_pkl(path: str | Path, sample: PoseSample) -> None:
         "fps": sample.fps, "width": sample.width, "height": sample.height,
     }
     data.update(sample.extra)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, kind="file") as tmp:  # fsynced, renamed, folder fsynced (sldata.io)
         with open(tmp, "wb") as fh:
             pickle.dump(data, fh, protocol=4)
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 # --- h5 ----------------------------------------------------------------------------

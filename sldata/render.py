@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import UserError
-from .io import atomic_path, check_output, output_lock, reading, text_name, tmp_name, write_bytes_atomic
+from .io import atomic_path, check_output, output_lock, reading, text_name, write_bytes_atomic
 from .pose import KEYPOINT_SETS, KeypointSet, PoseSample, keypoint_set_for
 from .progress import NullProgress, Progress
 
@@ -124,23 +124,25 @@ def load_pose(path: str | Path, key: str | None) -> PoseFrames:
     """The video to draw: a key of a pose h5, a single pkl, or KEY.pkl in a pkl directory."""
     from .pose import PoseH5, load_pkl
 
+    from .pkls import find_pkls, is_pkl_name, pkl_key
+
     path = Path(path)
-    if path.is_dir() or path.suffix == ".pkl":
+    if path.is_dir() or is_pkl_name(path.name):
         if path.is_dir():
-            with os.scandir(path) as it:  # an unreadable directory is PermissionError, not "no pkls"
-                pkls = sorted(e.name[:-4] for e in it if e.name.endswith(".pkl") and e.is_file())
+            found = find_pkls(path)  # an unreadable directory is PermissionError, not "no pkls"
+            pkls = {pkl_key(p): p for p in found.files}
             if not pkls:
                 raise UserError(f"{text_name(path)}: no .pkl files to render")
             if key is None or key not in pkls:
-                raise UserError(_unknown_key(key, path, pkls))
-            file = path / f"{key}.pkl"
+                raise UserError(_unknown_key(key, path, sorted(pkls)))
+            file = pkls[key]
         else:
             if not path.is_file():
                 raise UserError(f"{text_name(path)}: no such file")
-            if key not in (None, path.stem):
-                raise UserError(f"{text_name(path)} holds one video, '{text_name(path.stem)}'; "
-                                f"leave VIDEO_KEY out or pass '{text_name(path.stem)}'")
-            key, file = path.stem, path
+            if key not in (None, pkl_key(path)):
+                raise UserError(f"{text_name(path)} holds one video, '{pkl_key(path)}'; "
+                                f"leave VIDEO_KEY out or pass '{pkl_key(path)}'")
+            key, file = pkl_key(path), path
         s = load_pkl(file)
         return PoseFrames(key, s.num_frames, s.keypoints.shape[1], s.fps, s.width, s.height, sample=s,
                           files=(path, file))
@@ -416,42 +418,33 @@ _NEARLY_FULL = 1 << 20
 
 def _write_mp4(out: Path, images: Iterator[np.ndarray], fps: float, size: tuple[int, int],
                inputs: list[Path]) -> None:
-    """Encode with OpenCV into a file of a temporary directory, check it, rename it.
+    """Encode with OpenCV into the temporary (`atomic_path`, ending in `.mp4`: OpenCV picks the
+    container from the name), check it, and let it take the output name.
 
-    OpenCV picks the container from the extension, so the work file must end in
-    `.mp4`: it lives as `x.mp4` in the temporary directory that `atomic_path`
-    names (a kill leaves only names a rerun removes). OpenCV reports no write
-    error (a full disk gives a truncated file and exit 0), so the result is
-    opened again and its frame count checked before it may take the output name.
+    OpenCV reports no write error (a full disk gives a truncated file and exit 0), so the
+    result is opened again and its frame count checked before it may take the output name.
     """
     import cv2
 
-    with atomic_path(out, kind="file", inputs=inputs) as tmp:
-        tmp.mkdir()
-        work = tmp / "x.mp4"
-        writer = cv2.VideoWriter(str(work), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    with atomic_path(out, kind="file", inputs=inputs, ext=".mp4") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         written = 0
         try:
             if not writer.isOpened():
-                _encoder_failed(out, tmp, "cannot open an mp4v video writer")
+                _encoder_failed(out, tmp.parent, "cannot open an mp4v video writer")
             for img in images:
                 writer.write(img)
                 written += 1
         finally:
             writer.release()
         with _no_native_stderr():  # FFmpeg logs "moov atom not found" for a truncated file
-            cap = cv2.VideoCapture(str(work))
+            cap = cv2.VideoCapture(str(tmp))
             try:
                 got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
             finally:
                 cap.release()
         if got != written:
-            _encoder_failed(out, tmp, f"the encoded video holds {max(got, 0)} of {written} frames")
-        # Back to a plain file at the temporary name (each step leaves only names io removes).
-        staged = tmp_name(out)
-        os.replace(work, staged)
-        tmp.rmdir()
-        os.replace(staged, tmp)
+            _encoder_failed(out, tmp.parent, f"the encoded video holds {max(got, 0)} of {written} frames")
 
 
 @contextlib.contextmanager

@@ -120,7 +120,7 @@ def test_bad_pkls_are_reported_and_skipped(pkls: Path, tmp_path: Path, monkeypat
     assert "(F, N, 3)" in bad["flat.pkl"]
     assert "mixed keypoint sets" in bad["face.pkl"]
     assert "match no keypoint set" in bad["odd.pkl"]
-    assert bad["empty.pkl"] == "no frames"
+    assert bad["empty.pkl"] == "keypoints have no frames (F == 0)"  # pose.pkl_problems, as validate says
     assert "float" in bad["ints.pkl"]
     assert not (tmp_path / "PWNED").exists()
     with PoseH5(out) as p:  # the good ones are all there
@@ -329,12 +329,14 @@ def _crash_on_b(path: str) -> PoseSample:
 
 
 def test_a_worker_crash_is_that_pkls_failure(pkls: Path, tmp_path: Path) -> None:
-    from sldata.pack import find_pkls, pack_pkls
+    from sldata.pack import pack_pkls
+    from sldata.pkls import find_pkls
 
     save_pkl(pkls / "vid_d.pkl", _sample(20, seed=4))
-    report = pack_pkls(find_pkls(pkls), tmp_path / "p.h5", root=pkls, workers=2, loader=_crash_on_b)
+    report = pack_pkls(find_pkls(pkls).files, tmp_path / "p.h5", root=pkls, workers=2, loader=_crash_on_b)
     assert report.packed == 3 and report.failed == 1
-    assert report.bad == [{"pkl": "vid_b.pkl", "reason": "worker process died (BrokenProcessPool) while reading it"}]
+    assert [(f.code, f.file) for f in report.failures] == [("worker-lost", "vid_b.pkl")]
+    assert report.failures[0].message.startswith("worker process died on each of 2 attempts (killed by SIGSEGV)")
     assert PoseH5(tmp_path / "p.h5").keys() == ["vid_a", "vid_c", "vid_d"]
 
 

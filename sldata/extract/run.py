@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import UserError
-from ..io import TMP_MARK, dumps_json, text_name, tmp_name, write_bytes_atomic
+from ..findings import Finding, finding
+from ..io import dumps_json, remove_stale_temporaries, text_name, write_bytes_atomic
+from ..pkls import pkl_path
 from ..pose import keypoint_set
 from ..progress import NullProgress, Progress
 from .executors import WorkerLost
@@ -81,7 +83,7 @@ class ExtractReport:
     skipped: int = 0        # already complete with the same options
     frames: int = 0
     seconds: float = 0.0
-    failed: list[dict[str, str]] = field(default_factory=list)
+    failures: list[Finding] = field(default_factory=list)  # video = its path relative to VIDEOS
     failures_file: str | None = None
     shard: tuple[int, int] | None = None  # (index, count)
     pkls: list[str] = field(default_factory=list)  # complete outputs of this run, sorted
@@ -89,16 +91,21 @@ class ExtractReport:
     h5: dict[str, Any] | None = None
 
     @property
+    def failed(self) -> list[dict[str, str]]:
+        """The documented shape of a failure (--json `failed`, a line of failures*.jsonl)."""
+        return [{"video": f.video or "", "reason": f.message} for f in self.failures]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and (self.h5 is None or self.h5.get("ok", True))
+        return not self.failures and (self.h5 is None or self.h5.get("ok", True))
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("pkls")
+        d = {("failed" if k == "failures" else k): v for k, v in asdict(self).items() if k != "pkls"}
+        d["failed"] = self.failed
         d.update(ok=self.ok, frames_per_second=round(self.frames_per_second, 2))
         return d
 
@@ -129,29 +136,13 @@ def is_complete(pkl: Path, options_hash: str) -> bool:
 _TAIL = 64 * 1024  # far more than a pickled `meta` needs
 
 
-def _remove_stale_tmp(out_dir: Path, pkls: list[Path]) -> None:
-    """Temporaries that dead runs (or workers lost in this one) left for *our* videos, in one scan.
-
-    `sldata.io.remove_stale_temporaries` does this for one output per directory
-    scan; a corpus folder holds 10^5 pkls, so all of ours are matched in one pass,
-    by the same rule: a temporary of a live process (a twin task resubmitted while
-    the first still runs) is never touched; of another host, only once old.
-    """
-    from ..io import _is_stale
-
-    prefixes = set()
-    for pkl in pkls:
-        for target in (pkl, *spool_names(pkl)):
-            name = tmp_name(target).name
-            prefixes.add(name[: name.index(TMP_MARK) + len(TMP_MARK)])
-    try:
-        entries = list(os.scandir(out_dir))
-    except FileNotFoundError:
-        return
-    for e in entries:
-        cut = e.name.find(TMP_MARK) + len(TMP_MARK)
-        if cut >= len(TMP_MARK) and e.name[:cut] in prefixes and _is_stale(Path(e.path), e.name[cut:]):
-            Path(e.path).unlink(missing_ok=True)
+def _remove_stale_tmp(out_dir: Path, videos: list[Path]) -> None:
+    """What dead runs (or workers lost in this one) left for *our* videos: their pkls' and spools'
+    temporaries, in one scan of the folder (`sldata.io.remove_stale_temporaries`)."""
+    pkls = [pkl_path(out_dir, v.stem) for v in videos]
+    targets = [t for pkl in pkls for t in (pkl, *spool_names(pkl))]
+    if targets:
+        remove_stale_temporaries(*targets)
 
 
 # --- one video (runs in a worker) ---------------------------------------------------------
@@ -266,11 +257,11 @@ def failures_name(num_shards: int, shard_index: int) -> str:
     return "failures.jsonl" if num_shards == 1 else f"failures.shard-{shard_index}-of-{num_shards}.jsonl"
 
 
-def lost_reason(exc: BaseException) -> str:
-    """A failure reason for a job whose worker did not return a result."""
+def lost_failure(source: str, exc: BaseException) -> Finding:
+    """The failure of a video whose worker did not return a result (died twice, or raised: a bug)."""
     if isinstance(exc, WorkerLost):
-        return str(exc)
-    return f"worker error ({type(exc).__name__}: {exc}); rerun to retry"
+        return finding("worker-lost", str(exc), video=source)
+    return finding("worker-lost", f"worker error ({type(exc).__name__}: {exc}); rerun to retry", video=source)
 
 
 def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
@@ -308,11 +299,11 @@ def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
     digest = options.hash()
     report = ExtractReport(text_name(str(root)), text_name(str(out)), options.as_dict(), digest, total=len(mine),
                            shard=(shard_index, num_shards) if num_shards > 1 else None)
-    _remove_stale_tmp(out, [out / f"{v.stem}.pkl" for v in mine])
+    _remove_stale_tmp(out, mine)
     jobs: list[Job] = []
     done: list[str] = []
     for v in mine:
-        pkl = out / f"{v.stem}.pkl"
+        pkl = pkl_path(out, v.stem)
         if is_complete(pkl, digest):
             report.skipped += 1
             done.append(str(pkl))
@@ -329,20 +320,20 @@ def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
     try:
         for job, res in results:
             if isinstance(res, BaseException):
-                res = VideoResult(job.source, False, reason=lost_reason(res))
-            if res.ok:
+                report.failures.append(lost_failure(job.source, res))
+            elif res.ok:
                 report.extracted += 1
                 report.frames += res.frames
                 done.append(job.out)
             else:
-                report.failed.append({"video": res.source, "reason": res.reason or "unknown"})
+                report.failures.append(finding("extract-failed", res.reason or "unknown", video=res.source))
             rate = report.frames / max(time.perf_counter() - t0, 1e-9)
             progress.advance(1, frames=f"{rate:.1f}/s")
     finally:
         progress.finish()
     report.seconds = time.perf_counter() - t0
-    _remove_stale_tmp(out, [out / f"{v.stem}.pkl" for v in mine])  # what workers that died mid-video left
-    report.failed.sort(key=lambda f: f["video"])
+    _remove_stale_tmp(out, mine)  # what workers that died mid-video left
+    report.failures.sort(key=lambda f: f.video or "")
     report.pkls = sorted(done)
 
     fail_path = out / failures_name(num_shards, shard_index)

@@ -13,6 +13,7 @@ from ..errors import UserError
 from ..features import detect_layout
 from ..findings import Report, finding
 from ..io import TMP_MARK
+from ..pkls import has_pkls, is_pkl_name
 from ..progress import Progress
 
 #: Layout names a Report may carry.
@@ -25,11 +26,11 @@ def detect(path: str | Path) -> tuple[str, str]:
     if path.is_dir():
         if detect_layout(path) is not None:
             return detect_layout(path).kind, ""
-        if _has_pkl(path):
+        if has_pkls(path):
             return "pkl-dir", ""
         return "unknown", ("no annotation.SPLIT.json, no REP.SPLIT.h5 / REP/REP.SPLIT.K.h5 feature files "
                            "and no *.pkl pose files")
-    if path.suffix == ".pkl":
+    if is_pkl_name(path.name):
         return "pkl-dir", ""
     import h5py
 
@@ -42,16 +43,6 @@ def detect(path: str | Path) -> tuple[str, str]:
             return "unknown", "an HDF5 file without a 'keypoints' group (a feature file? validate its directory)"
     except OSError as exc:
         return "unknown", f"an HDF5 file that cannot be opened ({exc})"
-
-
-def _has_pkl(root: Path) -> bool:
-    """Any pkl under `root` (a directory that cannot be listed is reported by the pkl check, not here)."""
-    import os
-
-    for _, _, names in os.walk(root):
-        if any(n.endswith(".pkl") and TMP_MARK not in n for n in names):
-            return True
-    return False
 
 
 def validate(path: str | Path, deep: bool = False, split: str | None = None,

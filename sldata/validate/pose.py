@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,12 +9,14 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import ValidationError
 
+from schemas.errors import schema_errors
 from schemas.pose import PoseRootAttrs, PoseVideoAttrs
 
 from ..errors import UnsafePickleError, UserError
 from ..findings import Report, finding
-from ..io import TMP_MARK, safe_unpickle
-from ..pose import KEYPOINT_SETS
+from ..io import safe_unpickle
+from ..pkls import find_pkls, pkl_key
+from ..pose import KEYPOINT_SETS, pkl_problems
 from ..progress import NullProgress, Progress
 from .scan import (POOL_MIN_BYTES, POSE_RANGE, default_workers, merge, nonfinite_count, out_of_range, plan_tasks,
                    run_tasks, scan_pose_file)
@@ -30,12 +30,12 @@ def _set_name(n: int | None) -> str | None:
     ks = keypoint_set_for(n) if n else None
     return ks.name if ks else None
 
+
 def _schema(model: Any, data: dict[str, Any], file: Path, video: str | None, what: str) -> list:
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return [finding("schema", f"{what}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}", file, video=video)
-                for e in exc.errors()]
+        return [finding("schema", str(e), file, video=video) for e in schema_errors(exc, (what,))]
     return []
 
 
@@ -121,37 +121,16 @@ def _pose_shape_problems(kp: tuple | None, vis: tuple | None, expect_n: int | No
 
 # --- pkl directories ---------------------------------------------------------------------
 
-def pkl_files(root: Path, unreadable: list[tuple[Path, OSError]] | None = None) -> list[Path]:
-    """Every pkl under `root`; directories that cannot be listed go to `unreadable` (never skipped silently)."""
-    if root.is_file():
-        return [root]
-    found = []
+def check_pkl_batch(paths: list[str], deep: bool) -> list[tuple[str, str, Any, list]]:
+    """Worker: [(file, key, (F, N) | None, problems)] for a batch of pkls; never raises.
 
-    def failed(exc: OSError) -> None:
-        if unreadable is None:
-            raise exc
-        unreadable.append((Path(exc.filename) if exc.filename else root, exc))
-
-    for dirpath, _, names in os.walk(root, onerror=failed):
-        found.extend(Path(dirpath) / n for n in names if n.endswith(".pkl") and TMP_MARK not in n)
-    return sorted(p for p in found if p.is_file())
-
-
-def _key(root: Path, p: Path) -> str:
-    return p.stem if root.is_file() else p.relative_to(root).with_suffix("").as_posix()
-
-
-def scan_pkls(root: str, paths: list[str], deep: bool) -> list[tuple[str, str, Any, list]]:
-    """Worker: [(file, key, (F, N) | None, problems)] for a batch of pkls; never raises."""
-    rootp = Path(root)
+    The checks are `pose.pkl_problems` (what `load_pkl` refuses); `deep` adds the data's.
+    """
     out = []
     for p in paths:
-        path = Path(p)
-        key = _key(rootp, path)
-        problems: list[tuple[str, str]] = []
-        fn = None
+        key = pkl_key(p)
         try:
-            data = safe_unpickle(path)
+            data = safe_unpickle(p)
         except UnsafePickleError as exc:
             out.append((p, key, None, [("pkl-unsafe", str(exc).split(": ", 1)[-1])]))
             continue
@@ -161,27 +140,13 @@ def scan_pkls(root: str, paths: list[str], deep: bool) -> list[tuple[str, str, A
         except OSError as exc:  # permission, I/O: this file's failure, the others are still checked
             out.append((p, key, None, [("pkl-unreadable", f"cannot read: {exc.strerror or exc}".lower())]))
             continue
-        if not isinstance(data, dict) or "keypoints" not in data or "confidences" not in data:
-            got = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
-            out.append((p, key, None, [("schema", f"expected a dict with 'keypoints' and 'confidences', got {got}")]))
+        problems = pkl_problems(data)
+        kp, conf = (data.get("keypoints"), data.get("confidences")) if isinstance(data, dict) else (None, None)
+        if not (isinstance(kp, np.ndarray) and isinstance(conf, np.ndarray)):
+            out.append((p, key, None, problems))  # not a pose at all: nothing more to check
             continue
-        kp, conf = data["keypoints"], data["confidences"]
-        if not isinstance(kp, np.ndarray) or not isinstance(conf, np.ndarray):
-            out.append((p, key, None, [("schema", "keypoints and confidences must be numpy arrays")]))
-            continue
-        floats = True
-        for name, a in (("keypoints", kp), ("confidences", conf)):
-            if not np.issubdtype(a.dtype, np.floating):
-                problems.append(("bad-dtype", f"{name} dtype {a.dtype}, expected float"))
-                floats = False
-        if kp.ndim != 3 or kp.shape[2] != 3:
-            problems.append(("pose-shape", f"keypoints shape {kp.shape}, expected (F, N, 3)"))
-        else:
-            fn = kp.shape[:2]
-            if kp.shape[0] == 0:
-                problems.append(("pose-shape", "keypoints have no frames (F == 0)"))
-            if conf.shape not in (fn, (*fn, 1)):
-                problems.append(("pose-shape", f"confidences shape {conf.shape}, expected {fn} or {(*fn, 1)}"))
+        fn = kp.shape[:2] if kp.ndim == 3 and kp.shape[2] == 3 else None
+        floats = not any(code == "bad-dtype" for code, _ in problems)
         if deep and floats:
             bad = nonfinite_count(kp) + nonfinite_count(conf)
             if bad:
@@ -192,10 +157,6 @@ def scan_pkls(root: str, paths: list[str], deep: bool) -> list[tuple[str, str, A
                 if outside.any():
                     problems.append(("pose-range", f"{int(outside.sum())} of {kp.shape[0]} frames have x/y outside "
                                      f"[{lo:g}, {hi:g}] (normalised image coordinates expected)"))
-        for extra in ("fps", "width", "height"):
-            v = data.get(extra)
-            if v is not None and not isinstance(v, (int, float, np.integer, np.floating)):
-                problems.append(("schema", f"{extra} must be a number, got {type(v).__name__}"))
         out.append((p, key, fn, problems))
     return out
 
@@ -206,9 +167,9 @@ def validate_pkl_dir(root: str | Path, deep: bool = False, workers: int | None =
     progress = progress or NullProgress()
     root = Path(root)
     report = Report("pkl-dir")
-    unreadable: list[tuple[Path, OSError]] = []
-    files = pkl_files(root, unreadable)
-    for d, exc in unreadable:
+    found = find_pkls(root)
+    files = found.files
+    for d, exc in found.unreadable:
         report.add(finding("pkl-unreadable", f"cannot list this directory ({(exc.strerror or str(exc)).lower()}): "
                            "its pkls are not checked", d))
     total = sum(p.stat().st_size for p in files)
@@ -217,8 +178,8 @@ def validate_pkl_dir(root: str | Path, deep: bool = False, workers: int | None =
         nworkers = 1
     nbatch = max(1, min(len(files), nworkers * 8))
     batches = [[str(p) for p in files[i::nbatch]] for i in range(nbatch)]
-    tasks = [(str(root), b, deep) for b in batches if b]
-    pending = run_tasks(scan_pkls, tasks, nworkers)
+    tasks = [(b, deep) for b in batches if b]
+    pending = run_tasks(check_pkl_batch, tasks, nworkers)
     progress.start("validate pkls", total=len(files), unit="files")  # after the fork
     rows = []
     for chunk in pending:

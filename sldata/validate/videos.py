@@ -51,10 +51,13 @@ def check_videos(pose: str | Path, videos: str | Path) -> list[Finding]:
     pose, root = Path(pose), Path(videos)
     found = discover_videos(root)  # UserError (exit 2) when VIDEOS holds no video at all
     if pose.is_dir():
+        from ..pkls import find_pkls, pkl_key
+
         pose_dir = pose
+        pkls = {pkl_key(p): p for p in find_pkls(pose).files}
 
         def has(stem: str) -> bool:
-            return _complete_pkl(pose / f"{stem}.pkl")
+            return text_name(stem) in pkls and _complete_pkl(pkls[text_name(stem)])
     else:
         from ..pose import PoseH5
 
