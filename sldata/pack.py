@@ -7,8 +7,10 @@ How it runs (why each piece is there):
 * Worker processes read, check and *compress* the pkls (`encode_sample`: HDF5's own
   lzf filter on an in-memory file), so the expensive part scales with `--workers`;
   the one writer (this process) stores the compressed chunks as they are. Workers
-  hold no handle of any output file. At most `2 * workers + 2` results are in
-  flight, so memory does not grow with the corpus.
+  hold no handle of any output file. They are `sldata.pool`'s: one pkl per worker at
+  a time (so memory does not grow with the corpus), the next handed over before the
+  writer stores the last; a pkl whose worker dies is retried once, then is that pkl's
+  recorded failure (`worker-lost`), never its neighbours'.
 * Resume: the writer packs into *parts*, `OUT.sldata-parts/part-NNNNNN.h5`, each a
   complete pose h5 that appears atomically (temporary name, fsync, rename) every
   `checkpoint_seconds`, with an index of the pkls it holds (path, size, mtime).
@@ -21,8 +23,9 @@ How it runs (why each piece is there):
   interval copies nothing; a longer one needs free disk for the parts it copies.
 * Bad pkls (code that tries to run, truncated, wrong shapes, a keypoint set other
   than the file's, unreadable files or folders, a crashed worker) are recorded
-  failures: the run goes on and exits 1. Errors of the output (disk full, a second
-  run on the same output, an output that is an input) stop the run: exit 2.
+  failures (Findings, `PackReport.failures`; the pkls are found by `sldata.pkls`):
+  the run goes on and exits 1. Errors of the output (disk full, a second run on the
+  same output, an output that is an input) stop the run: exit 2.
 """
 
 from __future__ import annotations

@@ -142,6 +142,10 @@ def test_bad_inputs(tmp_path: Path) -> None:
     assert "broken.pose" in proc.stdout and "openpose.pose" in proc.stdout and "POSE_LANDMARKS" in proc.stdout
     with PoseH5(tmp_path / "o.h5") as h5:
         assert sorted(h5.keys()) == ["vid-b", "vid_a"]
+    res = import_pose(tmp_path / "out", tmp_path / "o2.h5")  # the failures are Findings
+    assert sorted((f.code, f.file) for f in res.failures) == [("pose-unreadable", "broken.pose"),
+                                                              ("pose-unreadable", "openpose.pose")]
+    assert set(res.to_dict()["failed"]) == {"broken.pose", "openpose.pose"}  # --json keeps {file: reason}
 
     (tmp_path / "empty").mkdir()
     for args in (["import-pose", tmp_path / "empty", "-o", tmp_path / "e.h5"],
