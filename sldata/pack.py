@@ -146,7 +146,8 @@ def pack_pkls(pkls: Sequence[Path], output: str | Path, *, root: Path, dtype: st
         keep = set(resumed)
         jobs = [(it.path, it.key, it.rel, dtype, DEFAULT_COMPRESSION, loader) for it in todo]
         by_key = {it.key: it for it in todo}
-        results = Pool(workers, name="sldata-pkl2h5-worker").imap_unordered(_encode_job, jobs)  # workers start before the progress bar's thread
+        pool = Pool(workers, name="sldata-pkl2h5-worker", ahead=2)  # workers never wait for the writer
+        results = pool.imap_unordered(_encode_job, jobs)  # workers start before the progress bar's thread
         try:
             progress.start("pkl2h5", total=len(items), unit="pkls")
             progress.advance(len(items) - len(todo))

@@ -128,7 +128,7 @@ def start_method() -> str:
 
 
 class _Slot:
-    """One worker process and the task it is running (None when idle)."""
+    """One worker process and the tasks handed to it, oldest (the one it is running) first."""
 
     def __init__(self, fn: Callable, initializer: Callable, initargs: tuple, name: str):
         import multiprocessing as mp
@@ -139,10 +139,10 @@ class _Slot:
                                 daemon=True, name=name)
         self.proc.start()
         child.close()
-        self.task: Task | None = None
+        self.tasks: Deque[Task] = collections.deque()
 
     def send(self, task: Task) -> None:
-        self.task = task
+        self.tasks.append(task)
         try:
             self.conn.send((task.index, task.job))
         except OSError:  # it died meanwhile: its sentinel says so and the task is retried
@@ -169,15 +169,26 @@ class Pool:
     `imap_unordered` starts the workers and hands each its first job before it
     returns, so they work while the caller does its own (parsing annotations,
     say), and the fork happens before the caller starts any thread.
+
+    `ahead`: jobs handed to each worker at a time. With 1 (the default) a worker
+    waits, between two jobs, until this process has read its result; with 2 its
+    next job is already in its pipe, so it never waits for a caller busy with the
+    last result (pkl2h5's writer). Attribution stays exact: a worker runs its jobs
+    in the order it got them, so when it dies the oldest job without a result is
+    the one it was running; the ones behind it had not started and are handed out
+    again without costing an attempt. Jobs must then be small (a path and
+    options), as a job sent while the worker sends a large result must fit the
+    pipe's buffer.
     """
 
     def __init__(self, workers: int, initializer: Callable[..., None] = _nothing, initargs: tuple = (),
-                 in_process: bool = False, name: str = "sldata-worker"):
+                 in_process: bool = False, name: str = "sldata-worker", ahead: int = 1):
         self.workers = check_workers(workers)
         self.initializer = initializer
         self.initargs = initargs
         self.in_process = in_process
         self.name = name
+        self.ahead = max(1, ahead)
         self.notices: list[str] = []
 
     def imap_unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Pair]:
@@ -191,9 +202,11 @@ class Pool:
 
         tasks: Deque[Task] = collections.deque(Task(i, job) for i, job in enumerate(jobs))
         slots = [fresh() for _ in range(min(self.workers, len(jobs)))]
-        for slot in slots:
-            slot.send(tasks.popleft())
-        return self._collect(slots, tasks, fresh)
+        for _ in range(self.ahead):
+            for slot in slots:
+                if tasks:
+                    slot.send(tasks.popleft())
+        return self._collect(slots, tasks, fresh, self.ahead)
 
     def _inline(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Pair]:
         self.initializer(*self.initargs)
@@ -204,41 +217,41 @@ class Pool:
                 yield job, RuntimeError(f"{type(exc).__name__}: {exc}")
 
     @staticmethod
-    def _collect(slots: list[_Slot], tasks: Deque[Task], fresh: Callable[[], _Slot]) -> Iterator[Pair]:
+    def _collect(slots: list[_Slot], tasks: Deque[Task], fresh: Callable[[], _Slot], ahead: int) -> Iterator[Pair]:
         from multiprocessing.connection import wait
 
         try:
-            while any(s.task for s in slots):
-                busy = [s for s in slots if s.task is not None]
+            while any(s.tasks for s in slots):
+                busy = [s for s in slots if s.tasks]
                 ready = set(wait([s.conn for s in busy] + [s.proc.sentinel for s in busy]))
                 for i, slot in enumerate(slots):
-                    if slot.task is None or (slot.conn not in ready and slot.proc.sentinel not in ready):
+                    if not slot.tasks or (slot.conn not in ready and slot.proc.sentinel not in ready):
                         continue
-                    got = None
+                    done: list[Pair] = []
+                    dead = slot.proc.sentinel in ready
                     try:
-                        if slot.conn.poll():
-                            got = slot.conn.recv()
+                        while slot.tasks and slot.conn.poll():  # every result it sent, even if it died since
+                            result = slot.conn.recv()[1]
+                            done.append((slot.tasks.popleft().job, result))
                     except (EOFError, OSError):
-                        got = None
-                    task, slot.task = slot.task, None
-                    result: Any = None
-                    if got is not None:
-                        result = got[1]
-                    else:  # the process is gone with the task
+                        dead = True
+                    if dead:
                         slot.proc.join()
-                        ended = how_it_ended(slot.proc.exitcode)
                         slot.conn.close()
-                        task.attempts += 1
-                        if task.attempts < MAX_ATTEMPTS:
-                            tasks.appendleft(task)
-                        else:
-                            result = WorkerLost(ended)
+                        if slot.tasks:  # the process is gone with the job it was running
+                            task, *waiting = slot.tasks
+                            tasks.extendleft(reversed(waiting))  # not started: no attempt spent
+                            task.attempts += 1
+                            if task.attempts < MAX_ATTEMPTS:
+                                tasks.appendleft(task)
+                            else:
+                                done.append((task.job, WorkerLost(how_it_ended(slot.proc.exitcode))))
+                            slot.tasks.clear()
                         if tasks:
                             slots[i] = slot = fresh()
-                    if tasks:  # before the result goes to the caller: the worker works while it is used
-                        slot.send(tasks.popleft())
-                    if got is not None or task.attempts >= MAX_ATTEMPTS:
-                        yield task.job, result
+                    while tasks and len(slot.tasks) < ahead:  # before the results go to the caller:
+                        slot.send(tasks.popleft())           # the worker works while they are used
+                    yield from done
         except BaseException:
             # Interrupted (Ctrl-C, or the consumer stopped): stop now, do not finish the queue.
             for slot in slots:

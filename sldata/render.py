@@ -122,9 +122,8 @@ def _readable(path: Path) -> None:
 
 def load_pose(path: str | Path, key: str | None) -> PoseFrames:
     """The video to draw: a key of a pose h5, a single pkl, or KEY.pkl in a pkl directory."""
-    from .pose import PoseH5, load_pkl
-
     from .pkls import find_pkls, is_pkl_name, pkl_key
+    from .pose import PoseH5, load_pkl
 
     path = Path(path)
     if path.is_dir() or is_pkl_name(path.name):
