@@ -1,7 +1,7 @@
 """What every worker process of this toolkit does first: die with its parent.
 
-One home for it, used by the extract pool and its Ray actors' local fallback,
-the pkl2h5 and validate pools, and the isolated h5 writer (`sldata.h5.isolated`).
+One home for it, used by `sldata.pool`'s workers (extract-pose, pkl2h5), the
+validate pool, and the isolated h5 writer (`sldata.h5.isolated`).
 Without it a killed run leaves workers behind that hold memory (a MediaPipe
 graph is ~400 MB) and, worse, inherited file descriptors: a forked worker
 shares its parent's output lock, so an orphan would keep the output locked and
@@ -45,8 +45,3 @@ def die_with_parent(parent_pid: int | None = None) -> None:
 
     threading.Thread(target=watch, name="sldata-parent-watchdog", daemon=True).start()
 
-
-def quiet_worker() -> None:
-    """Pool initializer: Ctrl-C goes to the parent (which stops the pool), and die with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent()
