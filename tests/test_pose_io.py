@@ -84,3 +84,34 @@ def test_reads_openhands_written_h5(tmp_path: Path) -> None:
     assert p.keypoint_set.name == "openhands75"
     assert p.visibility("clip1").shape == (12, 75)
     assert np.array_equal(p.read("clip1").confidences, s.confidences)
+
+
+@pytest.mark.parametrize("writer", ["h5", "pkl"])
+def test_pose_writers_fsync_the_file_then_rename_then_fsync_the_folder(tmp_path: Path, writer: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durability through sldata.io: the data reaches the disk before the name does."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(("rename", os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / ("p.h5" if writer == "h5" else "p.pkl")
+    if writer == "h5":
+        with PoseH5Writer(out) as w:
+            w.add("a", _sample())
+    else:
+        save_pkl(out, _sample())
+    monkeypatch.undo()
+    renames = [i for i, e in enumerate(events) if e == ("rename", str(out))]
+    assert len(renames) == 1, events
+    before, after = events[:renames[0]], events[renames[0] + 1:]
+    assert before and before[-1][0] == "fsync" and ".sldata-tmp-" in before[-1][1]  # the temporary's data
+    assert ("fsync", str(tmp_path)) in after  # then the folder holding the new name
