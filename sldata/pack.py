@@ -7,9 +7,9 @@ How it runs (why each piece is there):
 * Worker processes read, check and *compress* the pkls (`encode_sample`: HDF5's own
   lzf filter on an in-memory file), so the expensive part scales with `--workers`;
   the one writer (this process) stores the compressed chunks as they are. Workers
-  hold no handle of any output file. They are `sldata.pool`'s: one pkl per worker at
-  a time (so memory does not grow with the corpus), the next handed over before the
-  writer stores the last; a pkl whose worker dies is retried once, then is that pkl's
+  hold no handle of any output file. They are `sldata.pool`'s, two pkls handed to each
+  at a time (the one it reads and the next: it never waits for the writer, and memory
+  does not grow with the corpus); a pkl whose worker dies is retried once, then is that pkl's
   recorded failure (`worker-lost`), never its neighbours'.
 * Resume: the writer packs into *parts*, `OUT.sldata-parts/part-NNNNNN.h5`, each a
   complete pose h5 that appears atomically (temporary name, fsync, rename) every
