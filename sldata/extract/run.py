@@ -32,7 +32,7 @@ from ..pose import keypoint_set
 from ..progress import NullProgress, Progress
 from .executors import WorkerLost
 from .holistic import HolisticModel, HolisticOptions, check_model_available, frame_arrays, mediapipe_version
-from .inputs import (VIDEO_EXTS, check_shard_args, check_stems, discover_videos, read_video_list,
+from .inputs import (check_shard_args, check_stems, discover_videos, read_video_list,
                      relative_name, shard_videos)
 from .spool import FrameSpool, spool_names, write_spooled_pkl
 #: Containers whose frame count comes from an index (exact); mkv/webm counts are
