@@ -15,9 +15,11 @@ from typing import Any, Iterable, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from schemas.config import RecipeUnavailable, TrainConfig, config_class, recipe_names
+from schemas.config import TrainConfig
 from sldata.errors import UserError
 from sldata.io import write_bytes_atomic
+
+from .recipes import RecipeUnavailable, config_class, recipe_names
 
 
 class ConfigError(UserError):
