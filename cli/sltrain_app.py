@@ -107,21 +107,11 @@ def evaluate(
     overrides: Optional[List[str]] = SET_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Score a checkpoint on a split with the config's recipe; writes predictions (JSONL)."""
-    from sltrain import distributed
+    """Score a checkpoint on a split with the config's recipe; writes predictions (JSONL) and scores."""
+    from sltrain import evaluate as run_evaluation
     from sltrain.config import load_config
-    from sltrain.recipes import build_recipe
 
-    cfg = load_config(config, overrides or [])
-    recipe = build_recipe(cfg)
-    recipe.device = distributed.setup(cfg.trainer.device).device
-    split = split or recipe.default_eval_split()
-    out_dir = out or Path(cfg.trainer.out_dir) / f"eval_{split}"
-    if out_dir.exists() and not out_dir.is_dir():
-        from sldata.errors import UserError
-
-        raise UserError(f"--out {out_dir}: exists and is not a directory")
-    summary = recipe.run_evaluation(checkpoint, split, out_dir)
+    summary = run_evaluation(load_config(config, overrides or []), checkpoint, split, out)
     if json_out:
         print_json(summary)
         return

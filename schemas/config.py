@@ -52,6 +52,9 @@ class TrainerConfig(Strict):
     max_steps: int = Field(..., gt=0)
     batch_size: int = Field(..., gt=0, description="per process (per GPU under torchrun)")
     grad_accum_steps: int = Field(1, gt=0)
+    eval_batch_size: Optional[int] = Field(
+        None, gt=0, description="per process, for every evaluation (periodic and `sltrain evaluate`); "
+        "null: the recipe's default (islr 32, sign_llava 8)")
     num_workers: int = Field(2, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

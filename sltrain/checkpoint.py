@@ -189,6 +189,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def load_weights(recipe: Any, model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Put checkpoint `state`'s model weights into `model` through the recipe (resume and evaluation
+    alike); weights that do not fit are a UserError naming `path`."""
+    try:
+        recipe.load_model_state(model, state["model"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: does not match this config's model ({exc})") from None
+
+
 def list_step_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     d = checkpoint_dir(out_dir)
     if not d.is_dir():

@@ -272,3 +272,23 @@ def test_a_broken_or_misrouted_registry_entry_exits_2_naming_the_recipe(
     assert message in " ".join(proc.stderr.split()) and "Traceback" not in proc.output
     unknown = CliRunner().invoke(app, ["pretrain", str(_write(tmp_path, {**MINIMAL, "recipe": "toy2"}))])
     assert unknown.exit_code == 2 and "unknown recipe 'toy2' (allowed: dpc, islr, sign_llava, toy)" in unknown.stderr
+
+
+@pytest.mark.parametrize("config,old", [("islr_smoke_cpu.yaml", "data.eval_batch_size"),
+                                        ("sign_llava_smoke_cpu.yaml", "model.eval_batch_size")])
+def test_eval_batch_size_lives_in_trainer_and_its_old_place_names_the_new_key(config: str, old: str,
+                                                                             tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli.sltrain_app import app
+
+    monkeypatch.chdir(tmp_path)
+
+    cfg = load_config(ROOT / "configs" / config, ["trainer.eval_batch_size=3"])
+    assert cfg.trainer.eval_batch_size == 3
+    with pytest.raises(ConfigError, match=rf"  {old}: moved to trainer.eval_batch_size \(set it there\)"):
+        load_config(ROOT / "configs" / config, [f"{old}=3"])
+    command = "finetune" if config.startswith("islr") else "pretrain"
+    proc = CliRunner().invoke(app, [command, str(ROOT / "configs" / config), "--set", f"{old}=3"])
+    assert proc.exit_code == 2 and f"{old}: moved to trainer.eval_batch_size" in proc.stderr, proc.output
+    assert not (tmp_path / "runs").exists()

@@ -408,7 +408,7 @@ def test_evaluate_refuses_a_dpc_checkpoint_and_a_missing_split(signs: SyntheticS
     cfg = write_yaml(tmp_path / "c.yaml", islr_cfg(signs, tmp_path / "run"))
     proc = sltrain("evaluate", cfg, "--checkpoint", dpc_ckpt, "--split", "test")
     assert_no_traceback(proc)
-    assert proc.returncode == 2 and "not an islr fine-tuning checkpoint" in proc.stderr
+    assert proc.returncode == 2 and "a checkpoint of recipe 'dpc', not of this config's recipe 'islr'" in proc.stderr
 
 
 def test_example_configs_validate() -> None:
