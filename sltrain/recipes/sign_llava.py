@@ -19,8 +19,9 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from sldata.errors import UserError
-from sldata.io import atomic_path, write_bytes_atomic
+from sldata.io import write_bytes_atomic
 
+from ..checkpoint import write_torch
 from ..data.features import SKIP_OVERLONG, FeatureClips
 from ..models import llm as llm_mod
 from ..models.projector import upstream_state
@@ -179,7 +180,6 @@ class SignLlavaRecipe(Recipe):
     def write_sample(self, sample: dict[str, Any], path: Path) -> str:
         """`path` (OUT_DIR/sample.txt): `sample` as the LM sees it (sltrain.models.sign_llava.render_sample)."""
         text = render_sample(self._tokenizer, self.builder()([sample]), self.data.reps, layout=self._layout or "")
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, text.encode("utf-8"))
         return text
 
@@ -241,8 +241,7 @@ class SignLlavaRecipe(Recipe):
                             "projectors": {r: {"dim": dims[r], "projector_type": self.mcfg.projector}
                                            for r in self.data.reps}}
         target = path.with_name(path.stem + UPSTREAM_SUFFIX)
-        with atomic_path(target) as tmp:
-            torch.save(export, tmp)
+        write_torch(target, export)
         for stale in path.parent.glob(f"step_*{UPSTREAM_SUFFIX}"):
             if not stale.with_name(stale.name[:-len(UPSTREAM_SUFFIX)] + ".pt").exists() and stale != target:
                 stale.unlink(missing_ok=True)
