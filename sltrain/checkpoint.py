@@ -16,6 +16,7 @@ own state, so a resumed run repeats the uninterrupted one exactly.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import pickle
 import random
@@ -23,7 +24,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -96,6 +97,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
             cuda = cuda[dev] if dev < len(cuda) else None
         if cuda is not None:
             torch.cuda.set_rng_state(cuda)
+
+
+@contextlib.contextmanager
+def rng_kept() -> Iterator[None]:
+    """The block may draw from (or reseed) the global RNGs; afterwards this process's streams are
+    exactly where they were (per-item seeding, evaluation during training)."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 def rank_rng_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, Any] | None:
