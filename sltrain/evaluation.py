@@ -45,9 +45,12 @@ def evaluate(cfg: "TrainConfig", checkpoint: str | Path, split: str | None = Non
     from . import checkpoint as ckpt
     from . import distributed as D
     from .recipes import build_recipe
+    from .recipes.base import Recipe
 
     checkpoint = Path(checkpoint)
     recipe = build_recipe(cfg)
+    if type(recipe).predict is Recipe.predict:
+        raise UserError(f"recipe {cfg.recipe!r} has no evaluation command (it defines no predict/score)")
     recipe.device = D.setup(cfg.trainer.device).device
     try:
         split = split or recipe.default_eval_split()

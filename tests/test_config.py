@@ -249,6 +249,9 @@ def test_one_registry_entry_adds_a_recipe_to_config_loading_and_the_cli(tmp_path
     ran = runner.invoke(app, ["pretrain", str(_toy(tmp_path)), "--json"])
     assert ran.exit_code == 0, ran.output
     assert json.loads(ran.stdout)["steps"] == 2 and (tmp_path / "run" / "checkpoints" / "step_00000002.pt").is_file()
+    scored = runner.invoke(app, ["evaluate", str(_toy(tmp_path)), "-c", str(tmp_path / "run" / "checkpoints" /
+                                                                          "step_00000002.pt")])
+    assert scored.exit_code == 2 and "recipe 'toy' has no evaluation command" in scored.stderr, scored.output
 
 
 @pytest.mark.parametrize("entry,message", [

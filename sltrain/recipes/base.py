@@ -52,8 +52,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal
 
-from sldata.errors import UserError
-
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset
@@ -161,14 +159,15 @@ class Recipe:
 
     def eval_dataset(self, split: str) -> "Dataset":
         """The items of `split` to predict, in a stable order (called after `eval_model`)."""
-        raise UserError(f"recipe {self.name!r} has no evaluation command")
+        raise NotImplementedError
 
     def eval_collate_fn(self) -> Callable[[list[Any]], Any] | None:
         """Collate of `eval_dataset`'s items; default: the training collate."""
         return self.collate_fn()
 
     def predict(self, model: "torch.nn.Module", batch: Any) -> list[dict[str, Any]]:
-        """One JSON-ready record per item of `batch` (a line of the predictions JSONL); under no_grad."""
+        """One JSON-ready record per item of `batch` (a line of the predictions JSONL); under no_grad.
+        A recipe without it has no `sltrain evaluate` (exit 2 saying so)."""
         raise NotImplementedError
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
