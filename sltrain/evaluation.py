@@ -44,6 +44,7 @@ def evaluate(cfg: "TrainConfig", checkpoint: str | Path, split: str | None = Non
 
     from . import checkpoint as ckpt
     from . import distributed as D
+    from .loop import eval_read_errors
     from .recipes import build_recipe
     from .recipes.base import Recipe
 
@@ -66,7 +67,7 @@ def evaluate(cfg: "TrainConfig", checkpoint: str | Path, split: str | None = Non
             ckpt.load_weights(recipe, model, state, checkpoint)
             model.to(recipe.device).eval()
             records: list[dict[str, Any]] = []
-            with torch.no_grad():
+            with eval_read_errors(recipe), torch.no_grad():
                 for batch in recipe.eval_loader(recipe.eval_dataset(split), recipe.eval_collate_fn()):
                     records.extend(recipe.predict(model, batch))
         names = {"split": split, "checkpoint": checkpoint.stem}

@@ -166,6 +166,21 @@ def worker_message(message: str) -> str:
     return rest if sep and " " not in head else last
 
 
+@contextlib.contextmanager
+def eval_read_errors(recipe: Recipe) -> Iterator[None]:
+    """Evaluation data that cannot be read, also inside a DataLoader worker, is one line naming it
+    (periodic evaluation and `sltrain evaluate` alike)."""
+    try:
+        yield
+    except UserError as exc:  # e.g. a DataError its DataLoader's worker re-raised
+        raise UserError(worker_message(str(exc))) from None
+    except OSError as exc:  # a read the dataset did not wrap, re-raised from a worker
+        if "in DataLoader worker process" not in str(exc):
+            raise
+        where = ", ".join(str(p) for p in recipe.data_files()) or "evaluation data"
+        raise UserError(f"{where}: cannot read evaluation data: {worker_message(str(exc))}") from None
+
+
 # --- optimizer and schedule ---------------------------------------------------------
 
 def build_optimizer(cfg: OptimConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -506,15 +521,8 @@ def _evaluate(run: _Run, autocast: Callable, result: TrainResult, metrics: Metri
     if run.info.is_main:
         model.eval()
         try:
-            with ckpt.rng_kept(), torch.no_grad(), autocast():  # evaluation draws nothing from the training streams
-                values = {k: float(v) for k, v in recipe.evaluate(model).items()}
-        except UserError as exc:  # e.g. a DataError its DataLoader's worker re-raised
-            raise UserError(worker_message(str(exc))) from None
-        except OSError as exc:  # a read the dataset did not wrap, re-raised from a worker
-            if "in DataLoader worker process" not in str(exc):
-                raise
-            where = ", ".join(str(p) for p in recipe.data_files()) or "evaluation data"
-            raise UserError(f"{where}: cannot read evaluation data: {worker_message(str(exc))}") from None
+            with eval_read_errors(recipe), ckpt.rng_kept(), torch.no_grad(), autocast():
+                values = {k: float(v) for k, v in recipe.evaluate(model).items()}  # RNG: training streams untouched
         finally:
             model.train()
         if values:

@@ -464,3 +464,20 @@ def test_evaluate_harness_batches_by_trainer_eval_batch_size_and_refuses_bad_che
     with pytest.raises(UserError, match=r"cut\.pt: does not match this config's model \(Error"):
         evaluate(cfg, cut, "test", tmp_path / "ev2")
     assert not (tmp_path / "ev2").exists()
+
+
+def test_evaluate_names_a_pose_that_cannot_be_read_in_a_dataloader_worker(signs: SyntheticSet, tmp_path: Path) -> None:
+    from sltrain import evaluate
+    from sltrain.config import build_config
+    from tests.test_dpc_train import _garble_compressed_chunks
+
+    data = SyntheticSet(**{**signs.__dict__, "pose": tmp_path / "poses.h5"})
+    shutil.copy(signs.pose, data.pose)
+    ckpt = run_train(islr_cfg(data, tmp_path / "run", trainer__max_steps=1, trainer__save_every=1,
+                              trainer__eval_every=0)).last_checkpoint
+    _garble_compressed_chunks(data.pose)
+    with pytest.raises(UserError) as err:
+        evaluate(build_config(islr_cfg(data, tmp_path / "run", trainer__num_workers=1)), ckpt, "test", tmp_path / "ev")
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and str(data.pose) in message, message
+    assert not (tmp_path / "ev").exists()
