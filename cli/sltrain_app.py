@@ -7,6 +7,8 @@ from typing import Any, List, Optional
 
 import typer
 
+from sltrain.recipes import recipes_of
+
 from .common import RichProgress, console, err_console, print_json, user_errors
 
 app = typer.Typer(
@@ -34,20 +36,13 @@ def _print_findings(report: Any) -> None:
     err_console.print(table)
 
 
-#: Which command runs which recipe (SPEC §4): pretraining vs supervised fine-tuning.
-COMMAND_RECIPES = {"pretrain": ("dpc", "sign_llava"), "finetune": ("islr",)}
-
-
 def _train(command: str, cfg_path: Path, overrides: Optional[List[str]], quiet: bool, json_out: bool) -> None:
-    from sldata.errors import UserError
     from sltrain.config import load_config
     from sltrain.loop import InputInvalid, MainFailed, train
+    from sltrain.recipes import check_command
 
     cfg = load_config(cfg_path, overrides or [])
-    if cfg.recipe not in COMMAND_RECIPES[command]:
-        other = next(c for c, recipes in COMMAND_RECIPES.items() if cfg.recipe in recipes)
-        raise UserError(f"{cfg_path}: recipe {cfg.recipe!r} is run by `sltrain {other}`, not `sltrain {command}` "
-                        f"(which runs {', '.join(COMMAND_RECIPES[command])})")
+    check_command(cfg.recipe, command, str(cfg_path))
     log = (lambda msg: None) if quiet or json_out else (lambda msg: err_console.print(msg, highlight=False))
     try:
         result = train(cfg, progress=RichProgress(quiet or json_out), log=log)
@@ -78,7 +73,8 @@ def _train(command: str, cfg_path: Path, overrides: Optional[List[str]], quiet: 
                   + (f"; last checkpoint {result.last_checkpoint.name}" if result.last_checkpoint else ""))
 
 
-@app.command()
+@app.command(help=f"Run a pretraining recipe ({', '.join(recipes_of('pretrain'))}) from a YAML config; "
+             "resumes with trainer.resume=auto.")
 @user_errors
 def pretrain(
     config: Path = CFG_ARG,
@@ -86,11 +82,11 @@ def pretrain(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
-    """Run a pretraining recipe (dpc, sign_llava) from a YAML config; resumes with trainer.resume=auto."""
     _train("pretrain", config, overrides, quiet, json_out)
 
 
-@app.command()
+@app.command(help=f"Run a supervised recipe ({', '.join(recipes_of('finetune'))}) from a YAML config; "
+             "same loop, checkpoints and logs as pretrain.")
 @user_errors
 def finetune(
     config: Path = CFG_ARG,
@@ -98,7 +94,6 @@ def finetune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
-    """Run a supervised recipe (islr) from a YAML config; same loop, checkpoints and logs as pretrain."""
     _train("finetune", config, overrides, quiet, json_out)
 
 
@@ -112,21 +107,11 @@ def evaluate(
     overrides: Optional[List[str]] = SET_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Score a checkpoint on a split with the config's recipe; writes predictions (JSONL)."""
-    from sltrain import distributed
+    """Score a checkpoint on a split with the config's recipe; writes predictions (JSONL) and scores."""
+    from sltrain import evaluate as run_evaluation
     from sltrain.config import load_config
-    from sltrain.recipes import build_recipe
 
-    cfg = load_config(config, overrides or [])
-    recipe = build_recipe(cfg)
-    recipe.device = distributed.setup(cfg.trainer.device).device
-    split = split or recipe.default_eval_split()
-    out_dir = out or Path(cfg.trainer.out_dir) / f"eval_{split}"
-    if out_dir.exists() and not out_dir.is_dir():
-        from sldata.errors import UserError
-
-        raise UserError(f"--out {out_dir}: exists and is not a directory")
-    summary = recipe.run_evaluation(checkpoint, split, out_dir)
+    summary = run_evaluation(load_config(config, overrides or []), checkpoint, split, out)
     if json_out:
         print_json(summary)
         return

@@ -1,4 +1,4 @@
-"""Training configs (SPEC §6): the sections every recipe shares, and the recipe registry.
+"""Training configs (SPEC §6): the sections every recipe shares.
 
 A config file is `recipe`, `data`, `model`, `optim`, `trainer`. `optim` and
 `trainer` are the same for every recipe (`OptimConfig`, `TrainerConfig`); `data`
@@ -10,8 +10,8 @@ and narrows the two fields::
         data: DPCData
         model: DPCModel
 
-and is listed in `RECIPE_CONFIGS` as "module:Class", imported only when used (so a
-recipe whose module is absent gives "recipe not available", not an ImportError).
+and is named in the one recipe registry, `sltrain.recipes.RECIPES` (schemas never
+import sltrain; the registry imports the class lazily).
 
 Pieces several pose recipes share (`PoseTransformConfig`, `STGCNConfig`) live here
 too, so the DPC checkpoint and the ISLR fine-tuning agree on them. No I/O here.
@@ -19,22 +19,10 @@ too, so the DPC checkpoint and the ISLR fine-tuning agree on them. No I/O here.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-#: recipe name -> "module:ConfigClass"; the modules are created by each recipe's author.
-RECIPE_CONFIGS: dict[str, str] = {
-    "dpc": "schemas.config_dpc:DPCConfig",
-    "islr": "schemas.config_islr:ISLRConfig",
-    "sign_llava": "schemas.config_sign_llava:SignLlavaConfig",
-}
-
-
-class RecipeUnavailable(LookupError):
-    """The config names a recipe that is unknown or whose module is not installed."""
 
 
 class Strict(BaseModel):
@@ -64,6 +52,9 @@ class TrainerConfig(Strict):
     max_steps: int = Field(..., gt=0)
     batch_size: int = Field(..., gt=0, description="per process (per GPU under torchrun)")
     grad_accum_steps: int = Field(1, gt=0)
+    eval_batch_size: Optional[int] = Field(
+        None, gt=0, description="per process, for every evaluation (periodic and `sltrain evaluate`); "
+        "null: the recipe's default (islr 32, sign_llava 8)")
     num_workers: int = Field(2, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -133,20 +124,3 @@ class STGCNConfig(Strict):
         if self.temporal_kernel % 2 == 0:
             raise ValueError(f"temporal_kernel must be odd, got {self.temporal_kernel}")
         return self
-
-
-def recipe_names() -> list[str]:
-    return sorted(RECIPE_CONFIGS)
-
-
-def config_class(recipe: str) -> type[TrainConfig]:
-    """The config model of `recipe`, imported lazily; RecipeUnavailable when it cannot be."""
-    target = RECIPE_CONFIGS.get(recipe)
-    if target is None:
-        raise RecipeUnavailable(f"unknown recipe {recipe!r} (allowed: {', '.join(recipe_names())})")
-    module, _, name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeUnavailable(f"recipe {recipe!r} is not available in this installation ({exc})") from None
-    return cls

@@ -32,7 +32,6 @@ class ISLRData(Strict):
         "jitter", description="training frames: one random frame per segment (jitter) or segment centres")
     class_balanced: bool = Field(False, description="draw training classes equally often, not by frequency")
     validate_input: bool = Field(True, description="run sldata's validator on pose + labels before training")
-    eval_batch_size: int = Field(32, gt=0)
     transform: PoseTransformConfig = Field(default_factory=_default_augment)
 
     @field_validator("labels")

@@ -115,7 +115,6 @@ class SignLlavaModel(Strict):
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     gradient_checkpointing: bool = False
     max_new_tokens: int = Field(64, ge=1, description="generation budget of `sltrain evaluate`")
-    eval_batch_size: int = Field(8, ge=1)
 
 
 class SignLlavaOptim(OptimConfig):

@@ -16,6 +16,7 @@ own state, so a resumed run repeats the uninterrupted one exactly.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import pickle
 import random
@@ -23,13 +24,13 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from sldata.errors import UserError
-from sldata.io import TMP_MARK, atomic_path, text_name
+from sldata.io import TMP_MARK, atomic_path, remove_stale_temporaries, text_name
 
 FORMAT = "sltrain-checkpoint"
 VERSION = 1
@@ -98,6 +99,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(cuda)
 
 
+@contextlib.contextmanager
+def rng_kept() -> Iterator[None]:
+    """The block may draw from (or reseed) the global RNGs; afterwards this process's streams are
+    exactly where they were (per-item seeding, evaluation during training)."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
 def rank_rng_state(state: dict[str, Any], rank: int, world_size: int) -> dict[str, Any] | None:
     """The RNG state `rank` saved in checkpoint `state`; None when that rank has none to restore
     (the run had another number of processes, or predates per-rank states and rank > 0)."""
@@ -144,20 +156,20 @@ class _RecordWrites:
         self.fh.flush()
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """torch.save under a temporary name, fsynced, renamed: never a half-written `path`.
+def write_torch(path: Path, obj: Any) -> Path:
+    """THE torch file writer of sltrain (checkpoints, upstream exports): `torch.save` through
+    `sldata.io.atomic_path` (temporary name, fsync, rename, directory fsync): never a half-written `path`.
 
-    A failed write (disk full) removes the temporary, leaves earlier checkpoints
-    as they were and raises a one-line UserError naming `path`.
+    A failed write (disk full) removes the temporary, leaves earlier files as they
+    were and raises a one-line UserError naming `path`.
     """
-    payload = {"format": FORMAT, "version": VERSION, **payload}
     rec: _RecordWrites | None = None
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, kind="file") as tmp:
             with open(tmp, "wb") as fh:
                 rec = _RecordWrites(fh)
-                torch.save(payload, rec)
-                fh.flush()  # atomic_path fsyncs the file and its directory before the rename
+                torch.save(obj, rec)
+                fh.flush()
     except OSError as exc:
         raise write_error(path, exc) from None
     except RuntimeError:
@@ -165,6 +177,11 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
             raise write_error(path, rec.error) from None
         raise
     return path
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """A checkpoint file: `payload` marked with this format and version, written by `write_torch`."""
+    return write_torch(path, {"format": FORMAT, "version": VERSION, **payload})
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -189,6 +206,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def load_weights(recipe: Any, model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Put checkpoint `state`'s model weights into `model` through the recipe (resume and evaluation
+    alike); weights that do not fit are a UserError naming `path`."""
+    try:
+        recipe.load_model_state(model, state["model"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: does not match this config's model ({exc})") from None
+
+
 def list_step_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
     d = checkpoint_dir(out_dir)
     if not d.is_dir():
@@ -209,12 +235,12 @@ def find_latest(out_dir: Path) -> Path | None:
 
 
 def clean_temporaries(out_dir: Path) -> None:
-    """Remove temporaries a killed run left behind (they never look like checkpoints)."""
+    """Remove the temporaries killed runs left in `checkpoints/` (they never look like checkpoints),
+    by `sldata.io`'s rule: those of dead writers only."""
     d = checkpoint_dir(out_dir)
     if d.is_dir():
-        for p in d.iterdir():
-            if TMP_MARK in p.name and p.is_file():
-                p.unlink(missing_ok=True)
+        for name in {p.name[:p.name.index(TMP_MARK)] for p in d.iterdir() if TMP_MARK in p.name}:
+            remove_stale_temporaries(d / name)
 
 
 def prune(out_dir: Path, keep_last: int) -> None:

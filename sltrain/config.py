@@ -15,9 +15,11 @@ from typing import Any, Iterable, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from schemas.config import RecipeUnavailable, TrainConfig, config_class, recipe_names
+from schemas.config import TrainConfig
 from sldata.errors import UserError
 from sldata.io import write_bytes_atomic
+
+from .recipes import RecipeUnavailable, config_class, recipe_names
 
 
 class ConfigError(UserError):
@@ -111,12 +113,23 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+#: Keys that moved, old dotted key -> new one: a config that still uses the old place is
+#: told where the key lives now, not just that it is unknown.
+MOVED_KEYS: dict[str, str] = {
+    "data.eval_batch_size": "trainer.eval_batch_size",  # islr, before one eval batch size for every recipe
+    "model.eval_batch_size": "trainer.eval_batch_size",  # sign_llava, likewise
+}
+
+
 def format_errors(cls: type[BaseModel], exc: ValidationError, source: str) -> str:
+    """THE formatter of sltrain's config errors: one line per problem, each naming its key path."""
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         key = ".".join(str(p) for p in loc) or "<root>"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and key in MOVED_KEYS:
+            lines.append(f"  {key}: moved to {MOVED_KEYS[key]} (set it there)")
+        elif err["type"] == "extra_forbidden":
             parent = _model_at(cls, loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent is not None else "?"
             lines.append(f"  {key}: unknown key (allowed here: {allowed})")

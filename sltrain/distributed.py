@@ -14,6 +14,7 @@ trips the training timeout. Joining (the rendezvous) has no short deadline eithe
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -75,6 +76,18 @@ def setup(device: str = "auto", timeout_s: float | None = None) -> DistInfo:
         timeout = None if timeout_s is None else datetime.timedelta(seconds=timeout_s)
         _train_group = dist.new_group(timeout=timeout)
     return DistInfo(rank, local, world, dev)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """`trainer.threads` CPU threads for the block (tiny CPU models run much faster on one), then as before."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def teardown() -> None:

@@ -6,6 +6,11 @@ accumulation and clipping, warm-up + cosine/linear schedule, atomic checkpoints
 with `resume: auto`, CSV + TensorBoard metrics, progress through the
 sldata.progress protocol. The library never prints: messages go to `log`.
 
+`_train` reads top to bottom, one function per phase: set-up (`_prepare`: out_dir,
+input validation, config; `_setup`: model, optimizer, schedule), resume (`_resume`),
+the data (`_Batches`), then each step (`_step`), evaluation (`_evaluate`, which also
+writes best.pt) and saving (`_save`); every checkpoint's payload comes from `_payload`.
+
 Under torchrun, rank 0 alone locks `out_dir`, validates the input and resolves the
 checkpoint to resume, then shares the outcome; it alone evaluates and writes,
 while the other ranks wait without a deadline (`sltrain.distributed`).
@@ -20,7 +25,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -123,25 +128,18 @@ class SeededItems(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, epoch = key
         s = sample_seed(self.seed, epoch, index)
-        in_main = get_worker_info() is None
-        if in_main:
-            saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-        random.seed(s)
-        np.random.seed(s)
-        torch.default_generator.manual_seed(s)
-        try:
-            return self.dataset[index]
-        except UserError as exc:
-            return ItemFailed(worker_message(str(exc)))
-        except OSError as exc:
-            where = ", ".join(self.files) or "training data"
-            return ItemFailed(f"{where}: cannot read training item {index}: {exc}; "
-                              f"`sldata validate --deep` names the damaged video")
-        finally:
-            if in_main:
-                random.setstate(saved[0])
-                np.random.set_state(saved[1])
-                torch.set_rng_state(saved[2])
+        with ckpt.rng_kept() if get_worker_info() is None else contextlib.nullcontext():
+            random.seed(s)
+            np.random.seed(s)
+            torch.default_generator.manual_seed(s)
+            try:
+                return self.dataset[index]
+            except UserError as exc:
+                return ItemFailed(worker_message(str(exc)))
+            except OSError as exc:
+                where = ", ".join(self.files) or "training data"
+                return ItemFailed(f"{where}: cannot read training item {index}: {exc}; "
+                                  f"`sldata validate --deep` names the damaged video")
 
 
 class FailFastCollate:
@@ -166,6 +164,21 @@ def worker_message(message: str) -> str:
     last = message.strip().splitlines()[-1]
     head, sep, rest = last.partition(": ")
     return rest if sep and " " not in head else last
+
+
+@contextlib.contextmanager
+def eval_read_errors(recipe: Recipe) -> Iterator[None]:
+    """Evaluation data that cannot be read, also inside a DataLoader worker, is one line naming it
+    (periodic evaluation and `sltrain evaluate` alike)."""
+    try:
+        yield
+    except UserError as exc:  # e.g. a DataError its DataLoader's worker re-raised
+        raise UserError(worker_message(str(exc))) from None
+    except OSError as exc:  # a read the dataset did not wrap, re-raised from a worker
+        if "in DataLoader worker process" not in str(exc):
+            raise
+        where = ", ".join(str(p) for p in recipe.data_files()) or "evaluation data"
+        raise UserError(f"{where}: cannot read evaluation data: {worker_message(str(exc))}") from None
 
 
 # --- optimizer and schedule ---------------------------------------------------------
@@ -241,15 +254,11 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
           log: Callable[[str], None] | None = None) -> TrainResult:
     """Run `cfg`'s recipe to `trainer.max_steps`, resuming if asked; rank 0 writes all outputs."""
     info = D.setup(cfg.trainer.device, cfg.trainer.dist_timeout_s)
-    threads = torch.get_num_threads()
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
     try:
         bar = progress if progress is not None and info.is_main else NullProgress()  # one bar, rank 0's
-        with contextlib.ExitStack() as held:  # the out_dir lock, rank 0's, held until the run ends
+        with D.torch_threads(cfg.trainer.threads), contextlib.ExitStack() as held:  # held: rank 0's out_dir lock
             return _train(cfg, info, bar, log if info.is_main and log else (lambda _m: None), held)
     finally:
-        torch.set_num_threads(threads)
         D.teardown()
 
 
@@ -300,207 +309,271 @@ def _prepare(recipe: Recipe, cfg: TrainConfig, info: D.DistInfo, out: Path,
     return resume_from
 
 
+# --- the phases of a run, in the order they happen ------------------------------------------
+
+@dataclass
+class _Run:
+    """What the phases share: the recipe, the model and its optimizer, and where the run is."""
+
+    cfg: TrainConfig
+    info: D.DistInfo
+    recipe: Recipe
+    out: Path
+    log: Callable[[str], None]
+    model: torch.nn.Module  # the plain module: evaluation and checkpoints use it
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    prog: ckpt.TrainProgress = field(default_factory=ckpt.TrainProgress)
+
+
 def _train(cfg: TrainConfig, info: D.DistInfo, progress: Progress, log: Callable[[str], None],
            held: contextlib.ExitStack) -> TrainResult:
     t = cfg.trainer
-    out = Path(t.out_dir)
     recipe: Recipe = build_recipe(cfg)
     recipe.device = info.device
-    resume_from = _prepare(recipe, cfg, info, out, held)
+    resume_from = _prepare(recipe, cfg, info, Path(t.out_dir), held)
+    run = _setup(cfg, info, recipe, log)
+    _resume(run, resume_from)
+    batches = _Batches(run)
+    run_model = D.wrap_model(torch.compile(run.model) if t.compile else run.model, info, t.find_unused_parameters)
+    autocast = autocast_for(t.precision, info.device)
+    metrics = MetricsLogger(run.out, enabled=info.is_main, tensorboard=t.tensorboard, resume_step=run.prog.step)
+    result = TrainResult(out_dir=run.out, recipe=cfg.recipe, steps=run.prog.step, resumed_from=resume_from,
+                         data=batches.summary, sample_unit=recipe.sample_unit, device=str(info.device),
+                         world_size=info.world_size, rank=info.rank)
+    window = _Window(f"{recipe.sample_unit}_per_s")
+    batches.start()
+    run.model.train()
+    progress.start(f"{cfg.recipe} training", total=t.max_steps, unit="steps")
+    if run.prog.step:
+        progress.advance(run.prog.step)
+    try:
+        while run.prog.step < t.max_steps:
+            _step(run, run_model, batches, autocast, window)
+            progress.advance(1)
+            if run.prog.step % t.log_every == 0 or run.prog.step == t.max_steps:
+                row = window.close(run)
+                metrics.log("train", run.prog.step, row)
+                result.last_metrics = row
+                progress.advance(0, loss=f"{row['loss']:.4f}",
+                                 **{window.rate_key.replace('_per_s', '/s'): f"{row[window.rate_key]:.0f}"})
+            if t.eval_every and run.prog.step % t.eval_every == 0:
+                _evaluate(run, autocast, result, metrics)
+            if run.prog.step % t.save_every == 0 or run.prog.step == t.max_steps:
+                _save(run)
+                result.last_checkpoint = ckpt.step_path(run.out, run.prog.step)
+                window.start = time.perf_counter()  # checkpoint time is not data wait nor throughput
+    finally:
+        progress.finish()
+        metrics.close()
+    return _finish(run, result, window)
 
-    seed_everything(t.seed)  # same init on every rank; DDP also broadcasts it
+
+def _setup(cfg: TrainConfig, info: D.DistInfo, recipe: Recipe, log: Callable[[str], None]) -> _Run:
+    """Set-up: the model (seeded alike on every rank; DDP also broadcasts it), optimizer and schedule."""
+    seed_everything(cfg.trainer.seed)
     model = recipe.build_model().to(info.device)
     params = list(recipe.trainable_parameters(model))
     if not params:
         raise UserError(f"recipe {cfg.recipe!r}: the model has no trainable parameters")
     optimizer = build_optimizer(cfg.optim, params)
-    scheduler = build_scheduler(optimizer, cfg.optim, t.max_steps)
-    prog = ckpt.TrainProgress()
-    if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from)
-        if state.get("recipe") != cfg.recipe:
-            raise UserError(f"{resume_from}: checkpoint of recipe {state.get('recipe')!r}, config is {cfg.recipe!r}")
-        try:
-            recipe.load_model_state(model, state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise UserError(f"{resume_from}: does not match this config's model ({exc})") from None
-        scheduler.load_state_dict(state["scheduler"])
-        prog = ckpt.TrainProgress.from_dict(state["progress"])
-        rng = ckpt.rank_rng_state(state, info.rank, info.world_size)
-        if rng is not None:  # each rank continues its own random stream (dropout, ...)
-            ckpt.set_rng_state(rng)
-        else:  # saved by a run with another number of processes: not an exact continuation
-            seed_everything(t.seed + 7919 * info.rank + prog.step)
-        log(f"resumed from {resume_from} at step {prog.step}")
-    elif info.rank:
-        seed_everything(t.seed + 7919 * info.rank)
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.trainer.max_steps)
+    return _Run(cfg, info, recipe, Path(cfg.trainer.out_dir), log, model, params, optimizer, scheduler)
 
-    dataset = recipe.train_dataset()
-    summary = recipe.data_summary()
-    if summary:
-        log("data: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
-    items = SeededItems(dataset, t.seed, tuple(str(p) for p in recipe.data_files()))
-    sampler = D.ResumableSampler(items, info, shuffle=True, seed=t.seed)
-    per_epoch = sampler.num_samples // t.batch_size
-    if per_epoch == 0:
-        raise UserError(f"the training set has {len(items)} {recipe.sample_unit} "
-                        f"({sampler.num_samples} per process), fewer than trainer.batch_size={t.batch_size}")
-    loader_gen = torch.Generator().manual_seed(t.seed)  # worker seeds never touch the global RNG
-    loader = DataLoader(items, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-                        collate_fn=FailFastCollate(recipe.collate_fn()), drop_last=True, generator=loader_gen,
-                        pin_memory=info.device.type == "cuda", persistent_workers=False)
 
-    run_model: torch.nn.Module = model
-    if t.compile:
-        run_model = torch.compile(run_model)  # type: ignore[assignment]
-    run_model = D.wrap_model(run_model, info, t.find_unused_parameters)
-    autocast = autocast_for(t.precision, info.device)
-    metrics = MetricsLogger(out, enabled=info.is_main, tensorboard=t.tensorboard, resume_step=prog.step)
+def _resume(run: _Run, resume_from: Path | None) -> None:
+    """Resume: weights, optimizer, schedule, position and each rank's RNG from the checkpoint;
+    a fresh run gives every rank but 0 its own random stream."""
+    t, info = run.cfg.trainer, run.info
+    if resume_from is None:
+        if info.rank:
+            seed_everything(t.seed + 7919 * info.rank)
+        return
+    state = ckpt.load_checkpoint(resume_from)
+    if state.get("recipe") != run.cfg.recipe:
+        raise UserError(f"{resume_from}: checkpoint of recipe {state.get('recipe')!r}, config is {run.cfg.recipe!r}")
+    ckpt.load_weights(run.recipe, run.model, state, resume_from)
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UserError(f"{resume_from}: does not match this config's model ({exc})") from None
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.prog = ckpt.TrainProgress.from_dict(state["progress"])
+    rng = ckpt.rank_rng_state(state, info.rank, info.world_size)
+    if rng is not None:  # each rank continues its own random stream (dropout, ...)
+        ckpt.set_rng_state(rng)
+    else:  # saved by a run with another number of processes: not an exact continuation
+        seed_everything(t.seed + 7919 * info.rank + run.prog.step)
+    run.log(f"resumed from {resume_from} at step {run.prog.step}")
 
-    result = TrainResult(out_dir=out, recipe=cfg.recipe, steps=prog.step, resumed_from=resume_from,
-                         data=summary, sample_unit=recipe.sample_unit, device=str(info.device),
-                         world_size=info.world_size, rank=info.rank)
-    rate_key = f"{recipe.sample_unit}_per_s"
-    epoch, pos = prog.epoch, prog.batch_in_epoch
-    if pos >= per_epoch:
-        epoch, pos = epoch + 1, 0
-    sampler.set_position(epoch, pos * t.batch_size)
-    batches = iter(loader)
 
-    def next_batch() -> Any:
-        nonlocal batches, epoch, pos
-        if pos >= per_epoch:
-            epoch, pos = epoch + 1, 0
-            sampler.set_position(epoch, 0)
-            batches = iter(loader)
-        pos += 1
-        batch = next(batches)
+class _Batches:
+    """The training batches from where the run stands: epochs of a resumable sampler, positioned
+    at the checkpoint's (epoch, batch); `next()` also moves the run's progress."""
+
+    def __init__(self, run: _Run):
+        t, recipe = run.cfg.trainer, run.recipe
+        dataset = recipe.train_dataset()
+        self.summary = recipe.data_summary()
+        if self.summary:
+            run.log("data: " + ", ".join(f"{k} {v}" for k, v in self.summary.items()))
+        items = SeededItems(dataset, t.seed, tuple(str(p) for p in recipe.data_files()))
+        self.sampler = D.ResumableSampler(items, run.info, shuffle=True, seed=t.seed)
+        self.per_epoch = self.sampler.num_samples // t.batch_size
+        if self.per_epoch == 0:
+            raise UserError(f"the training set has {len(items)} {recipe.sample_unit} "
+                            f"({self.sampler.num_samples} per process), fewer than trainer.batch_size={t.batch_size}")
+        loader_gen = torch.Generator().manual_seed(t.seed)  # worker seeds never touch the global RNG
+        self.loader = DataLoader(items, batch_size=t.batch_size, sampler=self.sampler, num_workers=t.num_workers,
+                                 collate_fn=FailFastCollate(recipe.collate_fn()), drop_last=True,
+                                 generator=loader_gen, pin_memory=run.info.device.type == "cuda",
+                                 persistent_workers=False)
+        self.batch_size = t.batch_size
+        self.epoch, self.pos = run.prog.epoch, run.prog.batch_in_epoch
+        self.batches: Iterator[Any] = iter(())
+
+    def start(self) -> None:
+        """Position the sampler where the run stands (the next epoch when it stood at an epoch's end)."""
+        if self.pos >= self.per_epoch:
+            self.epoch, self.pos = self.epoch + 1, 0
+        self.sampler.set_position(self.epoch, self.pos * self.batch_size)
+        self.batches = iter(self.loader)
+
+    def next(self) -> Any:
+        if self.pos >= self.per_epoch:
+            self.epoch, self.pos = self.epoch + 1, 0
+            self.sampler.set_position(self.epoch, 0)
+            self.batches = iter(self.loader)
+        self.pos += 1
+        batch = next(self.batches)
         if isinstance(batch, ItemFailed):
             raise UserError(batch.message)
         return batch
 
-    window: dict[str, list] = {}
-    win_wait = 0.0
-    win_samples = 0
-    win_start = time.perf_counter()
-    total_samples, total_time = 0, 0.0
-    model.train()
-    progress.start(f"{cfg.recipe} training", total=t.max_steps, unit="steps")
-    if prog.step:
-        progress.advance(prog.step)
-    try:
-        while prog.step < t.max_steps:
-            optimizer.zero_grad(set_to_none=True)
-            for micro in range(t.grad_accum_steps):
-                tw = time.perf_counter()
-                batch = next_batch()
-                win_wait += time.perf_counter() - tw
-                batch = to_device(batch, info.device)
-                last = micro == t.grad_accum_steps - 1
-                sync = contextlib.nullcontext() if last or not info.distributed else run_model.no_sync()
-                with sync:
-                    with autocast():
-                        loss, step_metrics = recipe.training_step(run_model, batch)
-                    (loss / t.grad_accum_steps).backward()
-                window.setdefault("loss", []).append(loss.detach())
-                for k, v in step_metrics.items():
-                    window.setdefault(k, []).append(v.detach() if isinstance(v, torch.Tensor) else v)
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            scheduler.step()
-            prog.step += 1
-            prog.epoch, prog.batch_in_epoch = epoch, pos
-            n = t.batch_size * t.grad_accum_steps * info.world_size
-            prog.samples_seen += n
-            win_samples += n
-            progress.advance(1)
 
-            if prog.step % t.log_every == 0 or prog.step == t.max_steps:
-                row = {k: sum(_scalar(v) for v in vs) / len(vs) for k, vs in window.items()}
-                row = D.mean_across(row, info)
-                if not math.isfinite(row["loss"]):
-                    raise UserError(f"loss became {row['loss']} at step {prog.step}; lower optim.lr or check the data")
-                elapsed = max(time.perf_counter() - win_start, 1e-9)
-                row.update({"lr": lr, rate_key: win_samples / elapsed, "data_wait": min(1.0, win_wait / elapsed)})
-                metrics.log("train", prog.step, row)
-                result.last_metrics = row
-                progress.advance(0, loss=f"{row['loss']:.4f}", **{rate_key.replace('_per_s', '/s'): f"{row[rate_key]:.0f}"})
-                total_samples += win_samples
-                total_time += elapsed
-                window, win_wait, win_samples, win_start = {}, 0.0, 0, time.perf_counter()
+class _Window:
+    """Metrics of the steps since the last log line, averaged over them and over ranks."""
 
-            if t.eval_every and prog.step % t.eval_every == 0:
-                _evaluate(recipe, model, autocast, prog, result, metrics, info, out)
-            if prog.step % t.save_every == 0 or prog.step == t.max_steps:
-                _save(recipe, model, optimizer, scheduler, prog, cfg, info, out, ckpt.step_path(out, prog.step))
-                if info.is_main:
-                    ckpt.prune(out, t.keep_last)
-                result.last_checkpoint = ckpt.step_path(out, prog.step)
-                win_start = time.perf_counter()  # checkpoint time is not data wait nor throughput
-    finally:
-        progress.finish()
-        metrics.close()
-    result.steps = prog.step
-    if result.last_checkpoint is None and ckpt.list_step_checkpoints(out):
-        result.last_checkpoint = ckpt.list_step_checkpoints(out)[-1][1]
-    if ckpt.best_path(out).is_file():
-        result.best_checkpoint = ckpt.best_path(out)
-    result.samples_per_s = total_samples / total_time if total_time else None
-    return result
+    def __init__(self, rate_key: str):
+        self.rate_key = rate_key
+        self.total_samples, self.total_time = 0, 0.0
+        self.lr = 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        self.values: dict[str, list] = {}
+        self.wait, self.samples, self.start = 0.0, 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, metrics: dict[str, Any]) -> None:
+        self.values.setdefault("loss", []).append(loss.detach())
+        for k, v in metrics.items():
+            self.values.setdefault(k, []).append(v.detach() if isinstance(v, torch.Tensor) else v)
+
+    def close(self, run: _Run) -> dict[str, float]:
+        """The log row of this window (NaN/inf loss: a UserError); starts the next window."""
+        row = {k: sum(_scalar(v) for v in vs) / len(vs) for k, vs in self.values.items()}
+        row = D.mean_across(row, run.info)
+        if not math.isfinite(row["loss"]):
+            raise UserError(f"loss became {row['loss']} at step {run.prog.step}; lower optim.lr or check the data")
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        row.update({"lr": self.lr, self.rate_key: self.samples / elapsed, "data_wait": min(1.0, self.wait / elapsed)})
+        self.total_samples += self.samples
+        self.total_time += elapsed
+        self.restart()
+        return row
 
 
-def _payload(recipe: Recipe, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: Any, prog: ckpt.TrainProgress, cfg: TrainConfig, rngs: list[Any]) -> dict[str, Any]:
-    return {"recipe": cfg.recipe, "model": recipe.model_state_for_checkpoint(model),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "progress": prog.to_dict(), "rng": rngs[0], "rng_ranks": rngs, "extra": recipe.checkpoint_extra(),
-            "config": cfg.model_dump(mode="json")}
+def _step(run: _Run, run_model: torch.nn.Module, batches: _Batches, autocast: Callable, window: _Window) -> None:
+    """Step: `grad_accum_steps` micro-batches forward and backward (DDP syncs on the last), clip,
+    one optimizer and schedule step; the run's progress moves with it."""
+    t, info = run.cfg.trainer, run.info
+    run.optimizer.zero_grad(set_to_none=True)
+    for micro in range(t.grad_accum_steps):
+        tw = time.perf_counter()
+        batch = batches.next()
+        window.wait += time.perf_counter() - tw
+        batch = to_device(batch, info.device)
+        last = micro == t.grad_accum_steps - 1
+        sync = contextlib.nullcontext() if last or not info.distributed else run_model.no_sync()
+        with sync:
+            with autocast():
+                loss, step_metrics = run.recipe.training_step(run_model, batch)
+            (loss / t.grad_accum_steps).backward()
+        window.add(loss, step_metrics)
+    if run.cfg.optim.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.params, run.cfg.optim.grad_clip)
+    window.lr = run.optimizer.param_groups[0]["lr"]
+    run.optimizer.step()
+    run.scheduler.step()
+    prog = run.prog
+    prog.step += 1
+    prog.epoch, prog.batch_in_epoch = batches.epoch, batches.pos
+    n = t.batch_size * t.grad_accum_steps * info.world_size
+    prog.samples_seen += n
+    window.samples += n
 
 
-def _save(recipe: Recipe, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-          prog: ckpt.TrainProgress, cfg: TrainConfig, info: D.DistInfo, out: Path, path: Path) -> None:
-    rngs = D.gather_to_main(ckpt.rng_state(), info)  # every rank's own stream, in rank order
-    if info.is_main:
-        assert rngs is not None
-        ckpt.save_checkpoint(path, _payload(recipe, model, optimizer, scheduler, prog, cfg, rngs))
-        recipe.checkpoint_saved(path, model)
-    D.wait_for_main()
-
-
-def _evaluate(recipe: Recipe, model: torch.nn.Module, autocast: Callable, prog: ckpt.TrainProgress,
-              result: TrainResult, metrics: MetricsLogger, info: D.DistInfo, out: Path) -> None:
-    if info.is_main:
+def _evaluate(run: _Run, autocast: Callable, result: TrainResult, metrics: MetricsLogger) -> None:
+    """Evaluate (rank 0; the others wait without a deadline): the recipe's metrics logged, and
+    `best.pt` written when they are the best so far."""
+    recipe, model = run.recipe, run.model
+    if run.info.is_main:
         model.eval()
-        rng = ckpt.rng_state()  # evaluation draws nothing from the training streams
         try:
-            with torch.no_grad(), autocast():
-                values = {k: float(v) for k, v in recipe.evaluate(model).items()}
-        except UserError as exc:  # e.g. a DataError its DataLoader's worker re-raised
-            raise UserError(worker_message(str(exc))) from None
-        except OSError as exc:  # a read the dataset did not wrap, re-raised from a worker
-            if "in DataLoader worker process" not in str(exc):
-                raise
-            where = ", ".join(str(p) for p in recipe.data_files()) or "evaluation data"
-            raise UserError(f"{where}: cannot read evaluation data: {worker_message(str(exc))}") from None
+            with eval_read_errors(recipe), ckpt.rng_kept(), torch.no_grad(), autocast():
+                values = {k: float(v) for k, v in recipe.evaluate(model).items()}  # RNG: training streams untouched
         finally:
             model.train()
-            ckpt.set_rng_state(rng)
         if values:
-            metrics.log("eval", prog.step, values)
+            metrics.log("eval", run.prog.step, values)
             result.eval_metrics = values
-            key = recipe.best_metric
+            key, prog = recipe.best_metric, run.prog
             if key is not None and key in values:
                 v = values[key]
-                better = prog.best_value is None or (v > prog.best_value if recipe.best_mode == "max"
-                                                     else v < prog.best_value)
-                if better:
+                if prog.best_value is None or (v > prog.best_value if recipe.best_mode == "max" else v < prog.best_value):
                     prog.best_value, prog.best_step = v, prog.step
-                    ckpt.save_checkpoint(ckpt.best_path(out), {
-                        "recipe": recipe.cfg.recipe, "model": recipe.model_state_for_checkpoint(model),
-                        "progress": prog.to_dict(), "extra": recipe.checkpoint_extra(),
-                        "config": recipe.cfg.model_dump(mode="json"), "metrics": values})
-                    recipe.checkpoint_saved(ckpt.best_path(out), model)
+                    _write_checkpoint(run, ckpt.best_path(run.out), _payload(run, metrics=values))
     D.wait_for_main()  # the other ranks wait as long as evaluation takes
+
+
+def _save(run: _Run) -> None:
+    """Save: a resumable step checkpoint holding every rank's RNG stream; older ones pruned."""
+    rngs = D.gather_to_main(ckpt.rng_state(), run.info)  # every rank's own stream, in rank order
+    if run.info.is_main:
+        assert rngs is not None
+        _write_checkpoint(run, ckpt.step_path(run.out, run.prog.step), _payload(run, rngs=rngs))
+    D.wait_for_main()
+    if run.info.is_main:
+        ckpt.prune(run.out, run.cfg.trainer.keep_last)
+
+
+def _payload(run: _Run, *, rngs: list[Any] | None = None, metrics: dict[str, float] | None = None) -> dict[str, Any]:
+    """THE checkpoint payload. With `rngs` (step checkpoints) it holds the training state a resume
+    needs (optimizer, schedule, RNG streams); best.pt holds the weights and the `metrics` that made it best."""
+    payload: dict[str, Any] = {"recipe": run.cfg.recipe, "model": run.recipe.model_state_for_checkpoint(run.model)}
+    if rngs is not None:
+        payload.update({"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict()})
+    payload["progress"] = run.prog.to_dict()
+    if rngs is not None:
+        payload.update({"rng": rngs[0], "rng_ranks": rngs})
+    payload.update({"extra": run.recipe.checkpoint_extra(), "config": run.cfg.model_dump(mode="json")})
+    if metrics is not None:
+        payload["metrics"] = metrics
+    return payload
+
+
+def _write_checkpoint(run: _Run, path: Path, payload: dict[str, Any]) -> None:
+    ckpt.save_checkpoint(path, payload)
+    run.recipe.checkpoint_saved(path, run.model)
+
+
+def _finish(run: _Run, result: TrainResult, window: _Window) -> TrainResult:
+    """The run's summary: steps done, last and best checkpoints, mean throughput."""
+    result.steps = run.prog.step
+    if result.last_checkpoint is None and ckpt.list_step_checkpoints(run.out):
+        result.last_checkpoint = ckpt.list_step_checkpoints(run.out)[-1][1]
+    if ckpt.best_path(run.out).is_file():
+        result.best_checkpoint = ckpt.best_path(run.out)
+    result.samples_per_s = window.total_samples / window.total_time if window.total_time else None
+    return result

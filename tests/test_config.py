@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 import yaml
+from pydantic import Field
 
-from schemas.config import OptimConfig
+from schemas.config import OptimConfig, Strict, TrainConfig
 from sltrain.config import ConfigError, apply_overrides, build_config, dump_yaml, load_config
 from sltrain.loop import lr_factor
+from sltrain.recipes.base import Recipe
 from tests.conftest import ROOT, assert_no_traceback, run_cli
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -182,3 +186,112 @@ def test_out_dirs_own_config_as_input_is_never_rewritten(tmp_path: Path) -> None
     with pytest.raises(UserError, match="is trainer.out_dir's own config.yaml"):
         save_resolved(changed, own)
     assert own.read_bytes() == before
+
+
+# --- the one recipe registry: an added entry is loaded, built, routed and evaluated --------------
+
+class ToyData(Strict):
+    n: int = 8
+
+
+class ToyModel(Strict):
+    width: int = 2
+
+
+class ToyConfig(TrainConfig):
+    recipe: Literal["toy"] = "toy"
+    data: ToyData = Field(default_factory=ToyData)
+    model: ToyModel = Field(default_factory=ToyModel)
+
+
+class ToyRecipe(Recipe):
+    """The smallest recipe: a linear model fitted to a line (what a recipe author writes)."""
+
+    name = "toy"
+
+    def build_model(self) -> Any:
+        import torch
+
+        return torch.nn.Linear(1, self.cfg.model.width)
+
+    def train_dataset(self) -> Any:
+        import torch
+
+        x = torch.arange(self.cfg.data.n, dtype=torch.float32)[:, None]
+        return torch.utils.data.TensorDataset(x, 2 * x)
+
+    def training_step(self, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
+        x, y = batch
+        return ((model(x) - y) ** 2).mean(), {}
+
+
+def _toy(tmp_path: Path, **trainer: Any) -> Path:
+    return _write(tmp_path, {"recipe": "toy", "trainer": {"out_dir": str(tmp_path / "run"), "max_steps": 2,
+                                                           "batch_size": 4, "num_workers": 0,
+                                                           "tensorboard": False, **trainer}})
+
+
+def test_one_registry_entry_adds_a_recipe_to_config_loading_and_the_cli(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli.sltrain_app import app
+    from sltrain import recipes
+
+    monkeypatch.setitem(recipes.RECIPES, "toy", recipes.RecipeEntry(
+        f"{__name__}:ToyConfig", f"{__name__}:ToyRecipe", "pretrain"))
+    cfg = load_config(_toy(tmp_path))
+    assert isinstance(cfg, ToyConfig) and cfg.data.n == 8
+    runner = CliRunner()
+    wrong = runner.invoke(app, ["finetune", str(_toy(tmp_path))])
+    assert wrong.exit_code == 2, wrong.output
+    assert "recipe 'toy' is run by `sltrain pretrain`, not `sltrain finetune` (which runs islr)" in wrong.stderr
+    assert not (tmp_path / "run").exists()
+    ran = runner.invoke(app, ["pretrain", str(_toy(tmp_path)), "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["steps"] == 2 and (tmp_path / "run" / "checkpoints" / "step_00000002.pt").is_file()
+    scored = runner.invoke(app, ["evaluate", str(_toy(tmp_path)), "-c", str(tmp_path / "run" / "checkpoints" /
+                                                                          "step_00000002.pt")])
+    assert scored.exit_code == 2 and "recipe 'toy' has no evaluation command" in scored.stderr, scored.output
+
+
+@pytest.mark.parametrize("entry,message", [
+    (("tests.no_such_module:ToyConfig", f"{__name__}:ToyRecipe", "pretrain"),
+     "recipe 'toy' is not available in this installation (No module named 'tests.no_such_module')"),
+    ((f"{__name__}:ToyConfig", f"{__name__}:NoSuchRecipe", "pretrain"),
+     "recipe 'toy' is not available in this installation"),
+    ((f"{__name__}:ToyConfig", f"{__name__}:ToyRecipe", "train"),
+     "recipe 'toy' is registered for `sltrain train`, which does not exist (commands: pretrain, finetune)"),
+])
+def test_a_broken_or_misrouted_registry_entry_exits_2_naming_the_recipe(
+        entry: tuple[str, str, str], message: str, tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli.sltrain_app import app
+    from sltrain import recipes
+
+    monkeypatch.setitem(recipes.RECIPES, "toy", recipes.RecipeEntry(*entry))
+    proc = CliRunner().invoke(app, ["pretrain", str(_toy(tmp_path))])
+    assert proc.exit_code == 2, proc.output
+    assert message in " ".join(proc.stderr.split()) and "Traceback" not in proc.output
+    unknown = CliRunner().invoke(app, ["pretrain", str(_write(tmp_path, {**MINIMAL, "recipe": "toy2"}))])
+    assert unknown.exit_code == 2 and "unknown recipe 'toy2' (allowed: dpc, islr, sign_llava, toy)" in unknown.stderr
+
+
+@pytest.mark.parametrize("config,old", [("islr_smoke_cpu.yaml", "data.eval_batch_size"),
+                                        ("sign_llava_smoke_cpu.yaml", "model.eval_batch_size")])
+def test_eval_batch_size_lives_in_trainer_and_its_old_place_names_the_new_key(config: str, old: str,
+                                                                             tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli.sltrain_app import app
+
+    monkeypatch.chdir(tmp_path)
+
+    cfg = load_config(ROOT / "configs" / config, ["trainer.eval_batch_size=3"])
+    assert cfg.trainer.eval_batch_size == 3
+    with pytest.raises(ConfigError, match=rf"  {old}: moved to trainer.eval_batch_size \(set it there\)"):
+        load_config(ROOT / "configs" / config, [f"{old}=3"])
+    command = "finetune" if config.startswith("islr") else "pretrain"
+    proc = CliRunner().invoke(app, [command, str(ROOT / "configs" / config), "--set", f"{old}=3"])
+    assert proc.exit_code == 2 and f"{old}: moved to trainer.eval_batch_size" in proc.stderr, proc.output
+    assert not (tmp_path / "runs").exists()

@@ -490,3 +490,26 @@ def test_a_dataset_error_reaches_the_training_process_as_its_own_message(workers
     with pytest.raises(UserError) as raised:
         list(plain)
     assert worker_message(str(raised.value)) == MESSAGE
+
+
+def test_checkpoint_temporaries_of_dead_runs_are_removed_and_a_live_writers_kept(tmp_path: Path) -> None:
+    """`resume` starts by cleaning checkpoints/ with sldata.io's rule for temporaries: dead writers' only."""
+    from sldata.io import tmp_name
+    from sltrain.checkpoint import clean_temporaries, step_path
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path = step_path(tmp_path, 4)
+        path.parent.mkdir(parents=True)
+        mine = f"-{os.getpid()}-"
+        of_dead = Path(str(tmp_name(path)).replace(mine, f"-{dead.pid}-"))
+        of_live = Path(str(tmp_name(path)).replace(mine, f"-{live.pid}-"))
+        for p in (of_dead, of_live, path):
+            p.write_bytes(b"x")
+        clean_temporaries(tmp_path)
+        assert sorted(p.name for p in path.parent.iterdir()) == sorted([of_live.name, path.name])
+    finally:
+        live.kill()
+        live.wait()

@@ -408,7 +408,7 @@ def test_evaluate_refuses_a_dpc_checkpoint_and_a_missing_split(signs: SyntheticS
     cfg = write_yaml(tmp_path / "c.yaml", islr_cfg(signs, tmp_path / "run"))
     proc = sltrain("evaluate", cfg, "--checkpoint", dpc_ckpt, "--split", "test")
     assert_no_traceback(proc)
-    assert proc.returncode == 2 and "not an islr fine-tuning checkpoint" in proc.stderr
+    assert proc.returncode == 2 and "a checkpoint of recipe 'dpc', not of this config's recipe 'islr'" in proc.stderr
 
 
 def test_example_configs_validate() -> None:
@@ -429,3 +429,55 @@ def test_evaluate_out_that_is_a_file_exits_2(signs: SyntheticSet, dpc_ckpt: Path
     assert_no_traceback(proc)
     assert proc.returncode == 2 and "not a directory" in proc.stderr, proc.stderr
     assert afile.read_text() == "keep"
+
+
+def test_evaluate_harness_batches_by_trainer_eval_batch_size_and_refuses_bad_checkpoints(
+        signs: SyntheticSet, tmp_path: Path, monkeypatch) -> None:
+    """`sltrain.evaluate` in-process: the one eval batch size, and exit-2 messages for checkpoints it cannot use."""
+    from sltrain import evaluate
+    from sltrain.checkpoint import load_checkpoint, save_checkpoint
+    from sltrain.config import build_config
+    from sltrain.recipes.islr import ISLRRecipe
+
+    raw = islr_cfg(signs, tmp_path / "run", trainer__max_steps=1, trainer__save_every=1, trainer__eval_every=0)
+    ckpt = run_train(raw).last_checkpoint
+    batches: list[int] = []
+    predict = ISLRRecipe.predict
+    monkeypatch.setattr(ISLRRecipe, "predict", lambda self, model, batch: batches.append(len(batch["x"]))
+                        or predict(self, model, batch))
+    cfg = build_config(islr_cfg(signs, tmp_path / "run", trainer__eval_batch_size=3))
+    summary = evaluate(cfg, ckpt, "test", tmp_path / "ev")
+    assert batches == [3] * 6 + [2] and summary["videos"] == 20 and summary["step"] == 1
+    assert json.loads((tmp_path / "ev" / "scores.json").read_text())["top1"] == summary["top1"]
+    assert len((tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()) == 20
+    assert summary["scores"] == str(tmp_path / "ev" / "scores.json")
+
+    with pytest.raises(UserError, match=r"absent\.pt: no such checkpoint"):
+        evaluate(cfg, tmp_path / "absent.pt", "test", tmp_path / "ev2")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=r"garbage\.pt: not a readable sltrain checkpoint"):
+        evaluate(cfg, garbage, "test", tmp_path / "ev2")
+    state = load_checkpoint(ckpt)
+    state["model"].pop(next(iter(state["model"])))
+    cut = save_checkpoint(tmp_path / "cut.pt", {k: v for k, v in state.items() if k not in ("format", "version")})
+    with pytest.raises(UserError, match=r"cut\.pt: does not match this config's model \(Error"):
+        evaluate(cfg, cut, "test", tmp_path / "ev2")
+    assert not (tmp_path / "ev2").exists()
+
+
+def test_evaluate_names_a_pose_that_cannot_be_read_in_a_dataloader_worker(signs: SyntheticSet, tmp_path: Path) -> None:
+    from sltrain import evaluate
+    from sltrain.config import build_config
+    from tests.test_dpc_train import _garble_compressed_chunks
+
+    data = SyntheticSet(**{**signs.__dict__, "pose": tmp_path / "poses.h5"})
+    shutil.copy(signs.pose, data.pose)
+    ckpt = run_train(islr_cfg(data, tmp_path / "run", trainer__max_steps=1, trainer__save_every=1,
+                              trainer__eval_every=0)).last_checkpoint
+    _garble_compressed_chunks(data.pose)
+    with pytest.raises(UserError) as err:
+        evaluate(build_config(islr_cfg(data, tmp_path / "run", trainer__num_workers=1)), ckpt, "test", tmp_path / "ev")
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and str(data.pose) in message, message
+    assert not (tmp_path / "ev").exists()

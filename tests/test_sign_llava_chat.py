@@ -304,13 +304,13 @@ def test_evaluate_refuses_a_checkpoint_of_the_other_layout_and_builders_pickle(e
     import pickle
 
     from sldata.errors import UserError
-    from sltrain.recipes import build_recipe
+    from sltrain import evaluate
 
     root, data, lm, tok = env
     out, _ = chat_run
-    recipe = build_recipe(build_config(_raw(data, out, str(lm), layout="compact")))
     with pytest.raises(UserError, match="trained on the chat layout"):
-        recipe.run_evaluation(out / "checkpoints" / "step_00000002.pt", "dev", root / "eval")
+        evaluate(build_config(_raw(data, out, str(lm), layout="compact")), out / "checkpoints" / "step_00000002.pt",
+                 "dev", root / "eval")
     builder = ChatSequenceBuilder(tok, ["pose", "dino"], 1024, UPSTREAM_SYSTEM_PROMPT, UPSTREAM_INSTRUCTION,
                                   UPSTREAM_CONTEXT_INSTRUCTION)
     clone = pickle.loads(pickle.dumps(builder))  # DataLoader workers get a copy

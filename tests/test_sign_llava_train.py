@@ -155,15 +155,14 @@ def test_overlong_target_refused_or_skipped(tmp_path: Path) -> None:
 
 
 def test_evaluate_refuses_a_checkpoint_of_another_lm(tmp_path: Path) -> None:
-    from sltrain.recipes import build_recipe
+    from sltrain import evaluate
 
     data = _data(tmp_path)
     train(build_config(_raw(data, tmp_path / "a", max_steps=1)))
     raw = _raw(data, tmp_path / "b", max_steps=1)
     raw["model"]["tiny"] = {"seed": 5}
-    recipe = build_recipe(build_config(raw))
     with pytest.raises(UserError, match="trained on another frozen LM"):
-        recipe.run_evaluation(step_path(tmp_path / "a", 1), "dev", tmp_path / "eval")
+        evaluate(build_config(raw), step_path(tmp_path / "a", 1), "dev", tmp_path / "eval")
 
 
 def test_preflight_validation_refuses_broken_data_but_lets_skips_through(tmp_path: Path) -> None:

@@ -16,7 +16,12 @@ resume, metrics (`sltrain.metrics`), the progress bar. The call order is::
     every trainer.eval_every steps (rank 0):  recipe.evaluate(raw_model) -> {name: float}
     every trainer.save_every steps:  recipe.model_state_for_checkpoint(raw_model),
                                      recipe.checkpoint_extra(), then recipe.checkpoint_saved(path, raw_model)
-    sltrain evaluate:  recipe.run_evaluation(checkpoint_path, split, out_dir) -> summary dict
+    sltrain evaluate (`sltrain.evaluate`: device, threads, checkpoint, loader and files are its own):
+        model = recipe.eval_model(state, path)   # the harness then loads the checkpoint's weights into it
+        for batch in recipe.eval_loader(recipe.eval_dataset(split), recipe.eval_collate_fn()):
+            records += recipe.predict(model, batch)          # under no_grad
+        scores = recipe.score(records)                       # written with the records by the harness
+        recipe.write_eval_report(records, scores, out_dir)   # optional further files
 
 Rules for implementers:
 
@@ -35,6 +40,8 @@ Rules for implementers:
 * A read failure inside a DataLoader worker (wrap h5py reads in
   `sldata.io.reading`, which raises `DataError`) reaches the user as its own
   one-line message, exit 2.
+* Periodic `evaluate` and `sltrain evaluate` batch with `self.eval_loader(...)`
+  (`trainer.eval_batch_size`, else `default_eval_batch_size`).
 * `preflight` runs on rank 0 only under torchrun (the others get its outcome);
   keep state the other ranks need out of it. Evaluation and `checkpoint_saved`
   run on rank 0 only; the other ranks wait for them without a deadline.
@@ -44,8 +51,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal
-
-from sldata.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -62,6 +67,10 @@ class Recipe:
     name: ClassVar[str] = "base"
     #: what one dataset item is called in logs: throughput is logged as `<unit>_per_s`
     sample_unit: ClassVar[str] = "samples"
+    #: batch size of evaluation when `trainer.eval_batch_size` is null
+    default_eval_batch_size: ClassVar[int] = 32
+    #: names of `sltrain evaluate`'s files in its output directory ({split}, {checkpoint}: the file's stem)
+    eval_files: ClassVar[tuple[str, str]] = ("predictions.jsonl", "scores.json")
     #: key of `evaluate()`'s result that decides the best checkpoint (None: keep no best)
     best_metric: ClassVar[str | None] = None
     best_mode: ClassVar[Literal["max", "min"]] = "max"
@@ -126,11 +135,47 @@ class Recipe:
     def checkpoint_saved(self, path: Path, model: "torch.nn.Module") -> None:
         """Called on rank 0 after checkpoint `path` is written (sign_llava exports beside it)."""
 
-    # --- evaluation command -----------------------------------------------------------
+    # --- evaluation (sltrain.evaluation runs these; see its docstring) -----------------
+    @property
+    def eval_batch_size(self) -> int:
+        """`trainer.eval_batch_size`, or this recipe's default: every evaluation batches by it."""
+        return self.cfg.trainer.eval_batch_size or self.default_eval_batch_size
+
+    def eval_loader(self, dataset: "Dataset", collate: Callable[[list[Any]], Any] | None) -> Any:
+        """The one evaluation DataLoader (periodic and `sltrain evaluate`): in order, eval batch size."""
+        from torch.utils.data import DataLoader
+
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+                          num_workers=min(self.cfg.trainer.num_workers, 2))
+
     def default_eval_split(self) -> str:
         """The split `sltrain evaluate` scores when `--split` is not given."""
         return "test"
 
-    def run_evaluation(self, checkpoint_path: Path, split: str, out_dir: Path) -> dict[str, Any]:
-        """`sltrain evaluate`: score a checkpoint on a split, write predictions, return a summary."""
-        raise UserError(f"recipe {self.name!r} has no evaluation command")
+    def eval_model(self, state: dict[str, Any], path: Path) -> "torch.nn.Module":
+        """A model that checkpoint `state`'s weights go in (on CPU); UserError, naming `path`,
+        when the checkpoint was made for another architecture. Default: `build_model()`."""
+        return self.build_model()
+
+    def eval_dataset(self, split: str) -> "Dataset":
+        """The items of `split` to predict, in a stable order (called after `eval_model`)."""
+        raise NotImplementedError
+
+    def eval_collate_fn(self) -> Callable[[list[Any]], Any] | None:
+        """Collate of `eval_dataset`'s items; default: the training collate."""
+        return self.collate_fn()
+
+    def predict(self, model: "torch.nn.Module", batch: Any) -> list[dict[str, Any]]:
+        """One JSON-ready record per item of `batch` (a line of the predictions JSONL); under no_grad.
+        A recipe without it has no `sltrain evaluate` (exit 2 saying so)."""
+        raise NotImplementedError
+
+    def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Metrics of all records of the split (the scores file), from the records alone."""
+        raise NotImplementedError
+
+    def write_eval_report(self, records: list[dict[str, Any]], scores: dict[str, Any],
+                          out_dir: Path) -> dict[str, str]:
+        """Further files beside predictions and scores (islr: per-class CSV, confusion matrix),
+        each written atomically; returns {summary key: path}."""
+        return {}

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from schemas.config_islr import ARCH_KEYS, ISLRConfig
 from sldata.errors import UserError
@@ -22,6 +21,7 @@ from ..checkpoint import load_checkpoint
 from ..data.labeled_pose import ClassBalanced, LabeledPoseDataset, LabeledSplit, classes_from, collate, load_split
 from ..data.transforms import PoseTransform
 from ..models.classifier import SignClassifier, check_architecture, load_encoder
+from . import islr_report as report
 from .base import Recipe
 
 
@@ -47,6 +47,8 @@ class ISLRRecipe(Recipe):
         self._classes: list[str] | None = None
         self._train: LabeledPoseDataset | None = None
         self._eval: LabeledPoseDataset | None = None
+        self._eval_classes: list[str] = []  # `sltrain evaluate`: the checkpoint's class list
+        self._eval_split: LabeledPoseDataset | None = None
         self._warnings: list[Any] = []
 
     # --- data ----------------------------------------------------------------------------
@@ -137,16 +139,8 @@ class ISLRRecipe(Recipe):
         return loss, {"top1": topk_correct(logits, batch["y"], 1).float().mean()}
 
     # --- evaluation ----------------------------------------------------------------------
-    def _score(self, model: torch.nn.Module, ds: LabeledPoseDataset) -> dict[str, Any]:
-        """Logits of every video of `ds`, in file order, on the recipe's device."""
-        loader = DataLoader(ds, batch_size=self.cfg.data.eval_batch_size, shuffle=False,
-                            num_workers=min(self.cfg.trainer.num_workers, 2), collate_fn=collate)
-        device = self.device or torch.device("cpu")
-        logits = []
-        with torch.no_grad():
-            for batch in loader:
-                logits.append(model(batch["x"].to(device)).float().cpu())
-        return {"logits": torch.cat(logits), "targets": torch.tensor(ds.split.targets)}
+    def _logits(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(batch["x"].to(self.device or torch.device("cpu"))).float().cpu()
 
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         split = self.cfg.data.eval_split
@@ -154,8 +148,8 @@ class ISLRRecipe(Recipe):
             return {}
         if self._eval is None:
             self._eval = self.dataset(split, train=False)
-        s = self._score(model, self._eval)
-        lg, y = s["logits"], s["targets"]
+        lg = torch.cat([self._logits(model, b) for b in self.eval_loader(self._eval, collate)])
+        y = torch.tensor(self._eval.split.targets)
         seen = y >= 0
         loss = F.cross_entropy(lg[seen], y[seen]).item() if seen.any() else float("nan")
         return {f"{split}_top1": topk_correct(lg, y, 1).float().mean().item(),
@@ -167,41 +161,32 @@ class ISLRRecipe(Recipe):
         return {"classes": list(self.classes), "num_frames": d.num_frames, "seq_len": d.seq_len,
                 "transform": d.transform.model_dump(mode="json")}
 
+    # --- sltrain evaluate ------------------------------------------------------------------
     def default_eval_split(self) -> str:
         """`test` where a labels file exists for it, else the periodic eval split."""
         return "test" if "test" in self.cfg.data.labels else (self.cfg.data.eval_split or "train")
 
-    def run_evaluation(self, checkpoint_path: Path, split: str, out_dir: Path) -> dict[str, Any]:
-        """Score a checkpoint on `split`; write predictions, scores, per-class accuracy, confusion matrix."""
-        from .islr_report import write_islr_report
-
-        state = load_checkpoint(checkpoint_path)
-        if state.get("recipe") != "islr":
-            raise UserError(f"{checkpoint_path}: a checkpoint of recipe {state.get('recipe')!r}, "
-                            "not an islr fine-tuning checkpoint")
+    def eval_model(self, state: dict[str, Any], path: Path) -> torch.nn.Module:
+        """A classifier over the checkpoint's own class list, once its architecture matches the config's."""
         classes = (state.get("extra") or {}).get("classes")
         if not classes:
-            raise UserError(f"{checkpoint_path}: no class list in the checkpoint")
-        ours = self.cfg.model_dump(mode="json")
-        check_architecture(ours, state.get("config") or {},
+            raise UserError(f"{path}: no class list in the checkpoint")
+        check_architecture(self.cfg.model_dump(mode="json"), state.get("config") or {},
                            (*ARCH_KEYS, "data.num_frames", "data.seq_len", "data.transform.normalize",
-                            "data.transform.frame_level"), checkpoint_path)
-        model = self.new_model(len(classes))
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise UserError(f"{checkpoint_path}: weights do not fit this config's model ({exc})") from None
-        device = self.device or torch.device("cpu")
-        model.to(device).eval()
-        ds = self.dataset(split, train=False, classes=list(classes))
-        threads = torch.get_num_threads()
-        if self.cfg.trainer.threads:  # as in training: tiny CPU models run faster on one thread
-            torch.set_num_threads(self.cfg.trainer.threads)
-        try:
-            s = self._score(model, ds)
-        finally:
-            torch.set_num_threads(threads)
-        probs = torch.softmax(s["logits"], dim=1).numpy()
-        summary = write_islr_report(out_dir, ds.split, list(classes), probs)
-        step = (state.get("progress") or {}).get("step")
-        return {"checkpoint": str(checkpoint_path), "step": step, **summary}
+                            "data.transform.frame_level"), path)
+        self._eval_classes = list(classes)
+        return self.new_model(len(classes))
+
+    def eval_dataset(self, split: str) -> LabeledPoseDataset:
+        self._eval_split = self.dataset(split, train=False, classes=self._eval_classes)
+        return self._eval_split
+
+    def predict(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        probs = torch.softmax(self._logits(model, batch), dim=1).numpy()
+        return report.records(self._eval_split.split, self._eval_classes, probs, batch["index"].numpy())
+
+    def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return report.scores(records, self._eval_classes)
+
+    def write_eval_report(self, records: list[dict[str, Any]], scores: dict[str, Any], out_dir: Path) -> dict[str, str]:
+        return report.write_report(out_dir, records, self._eval_classes, scores["split"])

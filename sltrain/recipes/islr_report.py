@@ -1,11 +1,14 @@
-"""What `sltrain evaluate` writes for an ISLR checkpoint, from class probabilities.
+"""ISLR's part of `sltrain evaluate`: prediction records, their scores, and the report files.
 
-Files in the output directory, each written atomically:
+`sltrain.evaluation` writes `predictions.jsonl` (one `records` line per video:
+key, true label, prediction, top-5 labels with scores) and `scores.json`
+(`scores`: top-1 / top-5 accuracy, mean per-class accuracy, counts); this
+module adds, each written atomically:
 
-* `predictions.jsonl` — one line per video: key, true label, top-5 labels with scores
-* `scores.json`       — top-1 / top-5 accuracy, mean per-class accuracy, counts
 * `per_class.csv`     — class, support, correct, accuracy, top5_accuracy
 * `confusion.png`     — row-normalised confusion matrix (matplotlib, Agg backend)
+
+Everything is computed from the records alone.
 
 A dev/test label never seen in train cannot be predicted: such videos count as
 errors in the accuracies and are reported separately (`unseen_class_videos`).
@@ -20,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sldata.io import atomic_path, dumps_json, write_bytes_atomic, write_json
+from sldata.io import atomic_path, write_bytes_atomic
 
 from ..data.labeled_pose import LabeledSplit
 
@@ -64,52 +67,59 @@ def _plot_confusion(path: Path, cm: np.ndarray, classes: list[str], title: str) 
     plt.close(fig)
 
 
-def write_islr_report(out_dir: Path, split: LabeledSplit, classes: list[str], probs: np.ndarray) -> dict[str, Any]:
-    """Write the four files for `probs` (videos x classes, rows in `split` order); return the summary."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    targets = np.asarray(split.targets, dtype=np.int64)
+def records(split: LabeledSplit, classes: list[str], probs: np.ndarray, index: np.ndarray) -> list[dict[str, Any]]:
+    """One prediction record per row of `probs` (videos x classes); row r is video `index[r]` of `split`."""
     k = len(classes)
     order = np.argsort(-probs, axis=1, kind="stable")[:, : min(5, k)]
-    preds = order[:, 0]
-    top1 = preds == targets
-    top5 = (order == targets[:, None]).any(axis=1)
+    out = []
+    for r, i in enumerate(index.tolist()):
+        target, pred = split.targets[i], int(order[r, 0])
+        out.append({"key": split.keys[i], "label": split.labels[i], "prediction": classes[pred],
+                    "correct": pred == target,
+                    "top5": [{"label": classes[j], "score": round(float(probs[r, j]), 6)} for j in order[r]]})
+    return out
 
-    lines = []
-    for i, key in enumerate(split.keys):
-        lines.append(dumps_json({
-            "key": key, "label": split.labels[i], "prediction": classes[preds[i]], "correct": bool(top1[i]),
-            "top5": [{"label": classes[j], "score": round(float(probs[i, j]), 6)} for j in order[i]],
-        }, indent=False))
-    write_bytes_atomic(out_dir / "predictions.jsonl", b"\n".join(lines) + b"\n")
 
+def _hits(recs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 correct, true label among the top 5) per record."""
+    top1 = np.array([r["correct"] for r in recs], dtype=bool)
+    top5 = np.array([any(t["label"] == r["label"] for t in r["top5"]) for r in recs], dtype=bool)
+    return top1, top5
+
+
+def scores(recs: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    """Top-1 / top-5 accuracy, mean per-class accuracy (classes with videos), videos of unseen classes."""
+    top1, top5 = _hits(recs)
+    labels = np.array([r["label"] for r in recs], dtype=object)
+    per_class = [float(top1[labels == name].mean()) for name in classes if (labels == name).any()]
+    known = set(classes)
+    return {"videos": len(recs), "classes": len(classes), "top1": float(top1.mean()), "top5": float(top5.mean()),
+            "mean_class_accuracy": float(np.mean(per_class)) if per_class else None,
+            "unseen_class_videos": sum(1 for r in recs if r["label"] not in known)}
+
+
+def write_report(out_dir: Path, recs: list[dict[str, Any]], classes: list[str], split: str) -> dict[str, str]:
+    """`per_class.csv` and `confusion.png` for `recs`; returns their paths by summary key."""
+    out_dir = Path(out_dir)
+    top1, top5 = _hits(recs)
+    labels = np.array([r["label"] for r in recs], dtype=object)
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["class", "support", "correct", "accuracy", "top5_accuracy"])
-    per_class = []
-    for c, name in enumerate(classes):
-        rows = targets == c
+    for name in classes:
+        rows = labels == name
         n = int(rows.sum())
-        acc = float(top1[rows].mean()) if n else None
-        per_class.append(acc)
-        w.writerow([name, n, int(top1[rows].sum()), "" if acc is None else f"{acc:.4f}",
-                    "" if not n else f"{float(top5[rows].mean()):.4f}"])
-    unseen = sorted({lab for lab, t in zip(split.labels, targets) if t < 0})
-    for name in unseen:  # labels absent from train: listed so nothing vanishes silently
-        n = sum(1 for lab in split.labels if lab == name)
-        w.writerow([name, n, 0, "0.0000", "0.0000"])
-    write_bytes_atomic(out_dir / "per_class.csv", buf.getvalue().encode("utf-8"))
+        w.writerow([name, n, int(top1[rows].sum()), f"{float(top1[rows].mean()):.4f}" if n else "",
+                    f"{float(top5[rows].mean()):.4f}" if n else ""])
+    index = {name: c for c, name in enumerate(classes)}
+    for name in sorted({r["label"] for r in recs} - set(index)):  # absent from train: listed, never hidden
+        w.writerow([name, int((labels == name).sum()), 0, "0.0000", "0.0000"])
+    per_class = out_dir / "per_class.csv"
+    write_bytes_atomic(per_class, buf.getvalue().encode("utf-8"))
 
-    cm = confusion_matrix(targets, preds, k)
-    _plot_confusion(out_dir / "confusion.png", cm, classes, f"{split.split}: top-1 {top1.mean():.1%} ({len(targets)} videos)")
-
-    measured = [a for a in per_class if a is not None]
-    scores = {
-        "split": split.split, "videos": len(targets), "classes": k,
-        "top1": float(top1.mean()), "top5": float(top5.mean()),
-        "mean_class_accuracy": float(np.mean(measured)) if measured else None,
-        "unseen_class_videos": int((targets < 0).sum()),
-    }
-    write_json(out_dir / "scores.json", scores)
-    return {**scores, "predictions": str(out_dir / "predictions.jsonl"), "per_class": str(out_dir / "per_class.csv"),
-            "confusion": str(out_dir / "confusion.png"), "scores_file": str(out_dir / "scores.json")}
+    targets = np.array([index.get(r["label"], -1) for r in recs], dtype=np.int64)
+    preds = np.array([index[r["prediction"]] for r in recs], dtype=np.int64)
+    confusion = out_dir / "confusion.png"
+    _plot_confusion(confusion, confusion_matrix(targets, preds, len(classes)), classes,
+                    f"{split}: top-1 {top1.mean():.1%} ({len(recs)} videos)")
+    return {"per_class": str(per_class), "confusion": str(confusion)}

@@ -1,4 +1,4 @@
-"""`recipe: sign_llava`: Sign_LLaVA projector pretraining, and `sltrain evaluate` for it.
+"""`recipe: sign_llava`: Sign_LLaVA projector pretraining, and its prediction and scoring for `sltrain evaluate`.
 
 The recipe adds only data and model to the shared loop: clips of a v1/v2 feature
 dataset (sltrain.data.features), a frozen causal LM with per-rep projectors
@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
-from torch.utils.data import DataLoader
 
 from sldata.errors import UserError
-from sldata.io import atomic_path, dumps_json, write_bytes_atomic, write_json
+from sldata.io import write_bytes_atomic
 
+from ..checkpoint import write_torch
 from ..data.features import SKIP_OVERLONG, FeatureClips
 from ..models import llm as llm_mod
 from ..models.projector import upstream_state
@@ -38,6 +38,8 @@ class SignLlavaRecipe(Recipe):
     sample_unit: ClassVar[str] = "clips"
     best_metric: ClassVar[str | None] = "loss"
     best_mode = "min"
+    default_eval_batch_size: ClassVar[int] = 8
+    eval_files: ClassVar[tuple[str, str]] = ("predictions.{split}.{checkpoint}.jsonl", "scores.{split}.{checkpoint}.json")
 
     def __init__(self, cfg: Any):
         super().__init__(cfg)
@@ -58,6 +60,9 @@ class SignLlavaRecipe(Recipe):
         self._llm_dir: Path | None = None
         self._fingerprint: str | None = None
         self._layout: str | None = None  # resolved data.layout, once the tokenizer is loaded
+        self._eval_clips: FeatureClips | None = None  # `sltrain evaluate`: the split's clips
+        self._stop: list[int] = []  # ... the token ids that end a generated translation
+        self._shortened = 0  # ... samples whose context or video was shortened to fit
 
     # --- setup -------------------------------------------------------------------------
     def preflight(self) -> Any:
@@ -175,7 +180,6 @@ class SignLlavaRecipe(Recipe):
     def write_sample(self, sample: dict[str, Any], path: Path) -> str:
         """`path` (OUT_DIR/sample.txt): `sample` as the LM sees it (sltrain.models.sign_llava.render_sample)."""
         text = render_sample(self._tokenizer, self.builder()([sample]), self.data.reps, layout=self._layout or "")
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, text.encode("utf-8"))
         return text
 
@@ -207,8 +211,7 @@ class SignLlavaRecipe(Recipe):
         if not len(ds):
             return {}
         total, acc, n = 0.0, 0.0, 0
-        loader = DataLoader(ds, batch_size=self.cfg.trainer.batch_size, collate_fn=self.builder())
-        for batch in loader:
+        for batch in self.eval_loader(ds, self.builder()):
             tokens = batch["stats"]["tokens/target"]
             loss, m = model(move_batch(batch, self._device()))
             total += float(loss) * tokens
@@ -238,8 +241,7 @@ class SignLlavaRecipe(Recipe):
                             "projectors": {r: {"dim": dims[r], "projector_type": self.mcfg.projector}
                                            for r in self.data.reps}}
         target = path.with_name(path.stem + UPSTREAM_SUFFIX)
-        with atomic_path(target) as tmp:
-            torch.save(export, tmp)
+        write_torch(target, export)
         for stale in path.parent.glob(f"step_*{UPSTREAM_SUFFIX}"):
             if not stale.with_name(stale.name[:-len(UPSTREAM_SUFFIX)] + ".pt").exists() and stale != target:
                 stale.unlink(missing_ok=True)
@@ -254,58 +256,49 @@ class SignLlavaRecipe(Recipe):
         layout = detect_layout(self.data.path)
         return "test" if layout is not None and "test" in layout.splits else self.data.eval_split
 
-    def run_evaluation(self, checkpoint_path: Path, split: str, out_dir: Path) -> dict[str, Any]:
-        """Greedy translations of `split`, BLEU and chrF; predictions JSONL beside scores JSON."""
-        import sacrebleu
-
-        from ..checkpoint import load_checkpoint
-
-        state = load_checkpoint(checkpoint_path)
-        if state.get("recipe") != self.name:
-            raise UserError(f"{checkpoint_path}: a {state.get('recipe')!r} checkpoint, not sign_llava")
+    def eval_model(self, state: dict[str, Any], path: Path) -> SignLlava:
+        """The frozen LM with fresh projectors, once the checkpoint was trained on this LM and layout."""
         extra = state.get("extra") or {}
         model = self.build_model()
         if extra.get("llm_fingerprint") and extra["llm_fingerprint"] != self._fingerprint:
-            raise UserError(f"{checkpoint_path}: trained on another frozen LM ({extra.get('llm')}, fingerprint "
+            raise UserError(f"{path}: trained on another frozen LM ({extra.get('llm')}, fingerprint "
                             f"{extra['llm_fingerprint']}) than model.llm={self.mcfg.llm} ({self._fingerprint})")
-        try:
-            model.load_trainable_state_dict(state["model"])
-        except (KeyError, RuntimeError) as exc:
-            raise UserError(f"{checkpoint_path}: does not match this config's model ({exc})") from None
         if extra.get("layout") and extra["layout"] != self._layout:
-            raise UserError(f"{checkpoint_path}: trained on the {extra['layout']} layout, this config resolves "
+            raise UserError(f"{path}: trained on the {extra['layout']} layout, this config resolves "
                             f"data.layout to {self._layout} (set data.layout: {extra['layout']})")
-        device = self._device()
-        model.to(device).eval()
-        stop = self.builder(generate=True).stop_token_ids()
-        ds = self.clips(split, evaluation=True)
+        return model
+
+    def eval_dataset(self, split: str) -> FeatureClips:
+        self._stop = self.builder(generate=True).stop_token_ids()
+        ds = self._eval_clips = self.clips(split, evaluation=True)
         if not len(ds):
             raise UserError(f"split {split!r} has no clip to evaluate ({self._skipped_text(ds)})")
-        loader = DataLoader(ds, batch_size=self.mcfg.eval_batch_size, collate_fn=self.builder(generate=True),
-                            num_workers=min(2, self.cfg.trainer.num_workers))
-        rows: list[dict[str, Any]] = []
-        shortened = 0
-        for batch in loader:
-            shortened += batch["stats"]["shorten/context_samples"] + batch["stats"]["shorten/visual_samples"]
-            preds = model.generate(move_batch(batch, device), self._tokenizer, self.mcfg.max_new_tokens, stop)
-            for (video, clip), ref, pred in zip(batch["keys"], batch["targets"], preds):
-                rows.append({"video": video, "clip": clip, "prediction": pred, "reference": ref})
-        hyps, refs = [r["prediction"] for r in rows], [r["reference"] for r in rows]
+        self._shortened = 0
+        return ds
+
+    def eval_collate_fn(self) -> Callable[[list[Any]], Any]:
+        return self.builder(generate=True)
+
+    def predict(self, model: torch.nn.Module, batch: Any) -> list[dict[str, Any]]:
+        """Greedy translations of the batch's clips."""
+        self._shortened += batch["stats"]["shorten/context_samples"] + batch["stats"]["shorten/visual_samples"]
+        preds = model.generate(move_batch(batch, self._device()), self._tokenizer, self.mcfg.max_new_tokens,
+                               self._stop)
+        return [{"video": video, "clip": clip, "prediction": pred, "reference": ref}
+                for (video, clip), ref, pred in zip(batch["keys"], batch["targets"], preds)]
+
+    def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Corpus BLEU and chrF (sacrebleu) with their signatures, and what was shortened or skipped."""
+        import sacrebleu
+
+        hyps, refs = [r["prediction"] for r in records], [r["reference"] for r in records]
         bleu_metric, chrf_metric = sacrebleu.BLEU(), sacrebleu.CHRF()
         bleu = bleu_metric.corpus_score(hyps, [refs])
         chrf = chrf_metric.corpus_score(hyps, [refs])
-        stem = f"{split}.{Path(checkpoint_path).stem}"
-        out_dir = Path(out_dir)
-        pred_path, score_path = out_dir / f"predictions.{stem}.jsonl", out_dir / f"scores.{stem}.json"
-        write_bytes_atomic(pred_path, b"".join(dumps_json(r, indent=False) + b"\n" for r in rows))
-        scores = {"split": split, "checkpoint": str(checkpoint_path), "clips": len(rows),
-                  "bleu": _finite(bleu.score), "chrf": _finite(chrf.score),
-                  "bleu_signature": str(bleu_metric.get_signature()),
-                  "chrf_signature": str(chrf_metric.get_signature()),
-                  "shortened_samples": int(shortened), **ds.skip_counts(),
-                  "predictions": str(pred_path)}
-        write_json(score_path, scores)
-        return {**scores, "scores": str(score_path)}
+        return {"clips": len(records), "bleu": _finite(bleu.score), "chrf": _finite(chrf.score),
+                "bleu_signature": str(bleu_metric.get_signature()),
+                "chrf_signature": str(chrf_metric.get_signature()),
+                "shortened_samples": int(self._shortened), **self._eval_clips.skip_counts()}
 
 
 def _finite(x: float) -> float:
