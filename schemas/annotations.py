@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError, field_validator, model_validator
 
+from .errors import format_errors
+
 PLACEHOLDERS = {"", "<none>"}
 
 
@@ -87,19 +89,6 @@ def annotation_version(raw: Any) -> int:
             if isinstance(v, dict) and "clip_order" in v:
                 return 2
     return 1
-
-
-def format_errors(exc: ValidationError, limit: int = 20) -> list[str]:
-    """pydantic errors as `video.clip.field: message`, without the synthetic `clips` level."""
-    out = []
-    for err in exc.errors()[:limit]:
-        loc = [str(p) for p in err["loc"]]
-        if len(loc) >= 2 and loc[1] == "clips":
-            del loc[1]
-        out.append(f"{'.'.join(loc) or '<root>'}: {err['msg']}")
-    if len(exc.errors()) > limit:
-        out.append(f"... and {len(exc.errors()) - limit} more")
-    return out
 
 
 def validate_annotation(raw: Any) -> tuple[int, list[str]]:

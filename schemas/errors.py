@@ -11,16 +11,22 @@ the one a user finds in their JSON (`video.clip.field`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
 
 @dataclass(frozen=True)
 class SchemaError:
-    """One violation: where in the data (keys from the top) and pydantic's message."""
+    """One violation: where in the data (keys from the top), pydantic's message, its
+    error type (`missing`, `extra_forbidden`, ...) and the offending input, so a
+    caller that words some types its own way (sltrain's config errors) starts from
+    the same located errors as everyone else."""
 
     loc: tuple[str, ...]
     msg: str
+    type: str = ""
+    input: Any = None
 
     @property
     def where(self) -> str:
@@ -30,14 +36,19 @@ class SchemaError:
         return f"{self.where}: {self.msg}"
 
 
-def schema_errors(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[SchemaError]:
-    """Every error of `exc`, located; `prefix` names where the validated object sits (e.g. `attrs`)."""
+def schema_errors(exc: ValidationError, prefix: tuple[str, ...] = (),
+                  synthetic: tuple[str, ...] = ("clips",)) -> list[SchemaError]:
+    """Every error of `exc`, located; `prefix` names where the validated object sits (e.g. `attrs`).
+
+    `synthetic` names second-level keys of the model that the data does not have
+    (the annotation models' `clips`); a model without them (a config) passes ().
+    """
     out = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
-        if len(loc) >= 2 and loc[1] == "clips":  # the v2 annotation model's synthetic level
+        if len(loc) >= 2 and loc[1] in synthetic:
             del loc[1]
-        out.append(SchemaError((*prefix, *loc), err["msg"]))
+        out.append(SchemaError((*prefix, *loc), err["msg"], err["type"], err.get("input")))
     return out
 
 

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, RootModel, ValidationError
 
+from .errors import format_errors
+
 
 def _shard_index(v: Any) -> int:
     if isinstance(v, bool):
@@ -31,5 +33,4 @@ def parse_metadata(raw: Any) -> tuple[dict[str, int], list[str]]:
     try:
         return ShardMetadata.model_validate(raw).root, []
     except ValidationError as exc:
-        msgs = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:20]]
-        return {}, msgs
+        return {}, format_errors(exc)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from schemas.config import TrainConfig
+from schemas.errors import schema_errors
 from sldata.errors import UserError
 from sldata.io import write_bytes_atomic
 
@@ -122,23 +123,26 @@ MOVED_KEYS: dict[str, str] = {
 
 
 def format_errors(cls: type[BaseModel], exc: ValidationError, source: str) -> str:
-    """THE formatter of sltrain's config errors: one line per problem, each naming its key path."""
+    """sltrain's wording of config errors: one line per problem, each naming its key path.
+
+    The located errors come from the toolkit's one formatter (`schemas.errors`); this
+    adds what a config author needs: the keys allowed where an unknown one was
+    given, and where a moved key lives now.
+    """
     lines = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        key = ".".join(str(p) for p in loc) or "<root>"
-        if err["type"] == "extra_forbidden" and key in MOVED_KEYS:
+    for err in schema_errors(exc, synthetic=()):
+        key = err.where
+        if err.type == "extra_forbidden" and key in MOVED_KEYS:
             lines.append(f"  {key}: moved to {MOVED_KEYS[key]} (set it there)")
-        elif err["type"] == "extra_forbidden":
-            parent = _model_at(cls, loc[:-1])
+        elif err.type == "extra_forbidden":
+            parent = _model_at(cls, tuple(int(p) if p.isdigit() else p for p in err.loc[:-1]))
             allowed = ", ".join(parent.model_fields) if parent is not None else "?"
             lines.append(f"  {key}: unknown key (allowed here: {allowed})")
-        elif err["type"] == "missing":
+        elif err.type == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            given = err.get("input")
-            shown = "" if isinstance(given, (dict, list)) else f" (got {given!r})"
-            lines.append(f"  {key}: {err['msg']}{shown}")
+            shown = "" if isinstance(err.input, (dict, list)) else f" (got {err.input!r})"
+            lines.append(f"  {key}: {err.msg}{shown}")
     return f"{source}: invalid config:\n" + "\n".join(lines)
 
 
