@@ -14,7 +14,7 @@ from sldata.features import metadata_path, shard_path, v1_path
 from sldata.findings import Finding, Report
 from sldata.mock import write_mock
 from sldata.validate import validate
-from sldata.validate import scan as scan_mod
+from sldata import scan as scan_mod
 
 REPS = ["dino", "pose"]
 
