@@ -42,6 +42,7 @@ CODES: dict[str, Severity] = {
     "h5-structure": "error",
     "pkl-unreadable": "error",
     "pose-missing": "error",
+    "copy-mismatch": "error",  # shard's verification: the staged result differs from its plan
 }
 
 
