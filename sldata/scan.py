@@ -115,7 +115,8 @@ def _dataset_facts(did) -> tuple[tuple[int, ...], bool, int]:
 
 
 def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = False, facts: bool = False,
-                      summarise: bool = False, names_only: bool = False) -> ScanResult:
+                      summarise: bool = False, names_only: bool = False,
+                      videos: Sequence[str] | None = None) -> ScanResult:
     """A feature file (v1 file or v2 shard): group per video, (T, D) float dataset per clip.
 
     deep: read every float dataset (non-finite values). facts: also each clip's
@@ -123,6 +124,7 @@ def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = Fa
     verification). summarise: read every dataset into `summary` (stats --deep).
     names_only: list clip names (entries' shapes are None) without opening any
     dataset: the cheapest pass, for shard's planning of whole-file copies.
+    videos: only these videos (shard's copy workers: the videos of one shard file).
     """
     from h5py import h5d, h5g, h5o
 
@@ -135,7 +137,7 @@ def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = Fa
     batch = _DeepBatch(res)
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
     try:
-        for video in _part(_names(root), part, nparts):
+        for video in (_part(_names(root), part, nparts) if videos is None else videos):
             try:
                 gid = h5o.open(root, _b(video))
             except Exception as exc:

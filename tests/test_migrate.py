@@ -384,6 +384,41 @@ def test_verification_of_whole_file_copies(mock_v1: Path, tmp_path: Path) -> Non
         (Path(f.file).name, f.message) for f in verify(result.plan, out)]
 
 
+def test_a_worker_killed_on_its_shard_file_stops_the_run(mock_v1: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy worker that dies twice on one shard file (killed, out of memory) is that file's failure:
+    a UserError naming it (exit 2), nothing renamed into place, no temporary left, the input untouched."""
+    from sldata.shard import copy
+
+    before = _sha256_tree(mock_v1)
+    real = copy.run_job
+
+    def crashing(job: Any) -> Any:
+        if job.out.name == "mae.train.1.h5":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(job)
+
+    monkeypatch.setattr(copy, "run_job", crashing)  # the pool forks: the workers see it
+    with pytest.raises(UserError, match=r"^mae.train.1.h5: worker process died on each of 2 attempts \(killed by "
+                                        r"SIGKILL\).*nothing was renamed into place$"):
+        shard(mock_v1, tmp_path / "out", size=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mock_data"]
+    assert _sha256_tree(mock_v1) == before
+
+
+def test_every_shard_file_holds_exactly_the_plans_videos(mock_v2: Path, tmp_path: Path) -> None:
+    """The plan decides the boundaries once; the copy writes those files, in the plan's order."""
+    plan = plan_shard(mock_v2, tmp_path / "out", size=2)
+    result = shard(mock_v2, tmp_path / "out", size=2)
+    assert [i.shards for i in result.plan.items] == [i.shards for i in plan.items]
+    for item in plan.items:
+        for k, videos in enumerate(item.shards):
+            with h5py.File(shard_path(tmp_path / "out", item.rep, item.split, k)) as f:
+                assert sorted(f) == sorted(videos)
+        assert _metadata(tmp_path / "out", item.rep, item.split) == item.assignment()
+    assert [i.to_dict() for i in result.plan.items] == [i.to_dict() for i in plan.items]  # bytes included
+
+
 def test_root_attributes_of_the_source_file_reach_every_shard(mock_v1: Path, tmp_path: Path) -> None:
     with h5py.File(v1_path(mock_v1, "dino", "train"), "a") as f:
         f.attrs["made_by"] = "extract_dino.py"

@@ -6,12 +6,16 @@ shard files (the plan's videos, in the plan's order) and whole-file copies. A
 worker writes through `sldata.h5.isolated` (a child of its own): a failed HDF5
 write (disk full) comes back as the OSError it is instead of a crash at close.
 Each file is fsynced by the worker that wrote it, so write-back overlaps the
-other copies.
+other copies. The worker then reads, with `sldata.scan`, the headers the
+verification compares: its videos' headers in their source files, and the
+finished shard file's, opened afresh after the fsync. The parent compares them
+(`verify`); nothing is compared in the worker.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,7 +25,8 @@ from ..features import copy_group, shard_path
 from ..h5 import isolated
 from ..io import fsync_path
 from ..pool import Pool, WorkerLost
-from .plan import ShardPlan
+from ..scan import ScanResult, scan_feature_file
+from .plan import ShardPlan, readable, signature
 
 
 @dataclass(frozen=True)
@@ -29,45 +34,52 @@ class CopyJob:
     """One shard file of the result: a byte copy of `source`, or `videos` copied object by object."""
 
     out: Path
-    nbytes: int
+    item: int  # index of its RepPlan in plan.items
+    estimate: int  # bytes, for the progress bar
     source: Path | None = None
     videos: tuple[tuple[str, Path], ...] = ()  # (video, source file), in the plan's order
     compression: str | None = None
     compression_opts: Any = None
 
 
+@dataclass
+class Copied:
+    """What a worker read back: the shard file's scan, and (object copies) its videos' source headers."""
+
+    dest: ScanResult
+    source: dict[str, tuple[int, int]]  # video -> (bytes on disk, signature), from the source file
+
+
 def jobs(plan: ShardPlan, root: Path) -> list[CopyJob]:
     """Every shard file of the plan, biggest first (the pool balances better)."""
     out = []
-    for item in plan.items:
+    for i, item in enumerate(plan.items):
         for k, videos in enumerate(item.shards):
             path = shard_path(root, item.rep, item.split, k)
             if item.whole_files is not None:
-                src = item.whole_files[k]
-                out.append(CopyJob(path, src.stat().st_size, source=src))
+                out.append(CopyJob(path, i, item.estimate[k], source=item.whole_files[k]))
             else:
-                out.append(CopyJob(path, sum(item.scanned[v][0] for v in videos),
-                                   videos=tuple((v, item.sources[v]) for v in videos),
+                out.append(CopyJob(path, i, item.estimate[k], videos=tuple((v, item.sources[v]) for v in videos),
                                    compression=plan.compression, compression_opts=plan.compression_opts))
-    return sorted(out, key=lambda j: -j.nbytes)
+    return sorted(out, key=lambda j: -j.estimate)
 
 
-def copy_all(todo: list[CopyJob], workers: int) -> Iterator[CopyJob]:
-    """Run the jobs in the pool; yield each as it is done. The first failure stops the run.
+def copy_all(todo: list[CopyJob], workers: int) -> Iterator[tuple[CopyJob, Copied]]:
+    """Run the jobs in the pool; yield each with what its worker read back. The first failure stops the run.
 
     A disk-full or permission error is raised as the OSError it is (exit 2, one
     line); a job whose worker died twice is a UserError naming its shard file.
     """
     for job in todo:
         job.out.parent.mkdir(parents=True, exist_ok=True)
-    pairs = Pool(min(workers, len(todo)) or 1, name="sldata-shard").imap_unordered(run_job, todo)
+    pairs = Pool(max(1, min(workers, len(todo))), name="sldata-shard").imap_unordered(run_job, todo)
     try:
         for job, result in pairs:
             if isinstance(result, WorkerLost):
                 raise UserError(f"{job.out.name}: {result}; nothing was renamed into place")
             if isinstance(result, BaseException):
                 raise result
-            yield job
+            yield job, result
     finally:
         close = getattr(pairs, "close", None)
         if close is not None:
@@ -75,16 +87,30 @@ def copy_all(todo: list[CopyJob], workers: int) -> Iterator[CopyJob]:
 
 
 def run_job(job: CopyJob) -> Any:
-    """In a worker: write one shard file and fsync it; a failure is returned, not raised (the pool's
-    bug guard would flatten an OSError into text, and the errno is the message)."""
+    """In a worker: write one shard file, fsync it, read back the headers to compare.
+
+    A failure is returned, not raised: the pool's bug guard would flatten an
+    OSError into text, and its errno is the message.
+    """
     try:
         if job.source is not None:
             _copy_file(job.source, job.out)
-        else:
-            isolated(lambda _advance: _write_shard(job))
-        return job.nbytes
+            return Copied(scan_feature_file(str(job.out), names_only=True), {})
+        isolated(lambda _advance: _write_shard(job))
+        return Copied(scan_feature_file(str(job.out), facts=True), _source_headers(job))
     except (OSError, UserError) as exc:
         return exc
+
+
+def _source_headers(job: CopyJob) -> dict[str, tuple[int, int]]:
+    by_file: dict[Path, list[str]] = defaultdict(list)
+    for video, path in job.videos:
+        by_file[path].append(video)
+    out = {}
+    for path, videos in by_file.items():
+        scan = readable(path, scan_feature_file(str(path), facts=True, videos=videos))
+        out.update((v, (scan.nbytes.get(v, 0), signature(scan, v))) for v in videos)
+    return out
 
 
 def _copy_file(src: Path, dst: Path) -> None:

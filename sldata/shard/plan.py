@@ -3,9 +3,11 @@
 The copy step writes exactly these shard files with exactly these videos, and the
 verification checks the staged result against this plan; nothing downstream
 re-decides a boundary. The source is read through `sldata.scan` (the walker
-validate and stats use): first clip names only (links, cheap), then, for shards
-copied object by object, every dataset header once (bytes for the progress bar,
-and a signature of clip names, shapes and dtypes that verification compares).
+validate and stats use): clip names only (links, cheap) decide everything. The
+dataset headers of shards copied object by object (bytes, and a signature of
+clip names, shapes and dtypes that verification compares) are read by
+`read_headers` for a dry run, and during a real run by the copy workers, in
+parallel with the copying.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ class RepPlan:
     clips: int
     #: video -> the source file it is copied from
     sources: dict[str, Path] = field(default_factory=dict, repr=False)
-    #: video -> (bytes on disk, hash of its header signature), for progress and verification
+    #: video -> (bytes on disk, hash of its header signature), for --json and verification
     scanned: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    #: per shard, about how many bytes it will take (source file sizes pro rata): the progress bar's
+    estimate: list[int] = field(default_factory=list, repr=False)
     #: source files that are exactly the planned shards (copied as files), or None
     whole_files: list[Path] | None = field(default=None, repr=False)
 
@@ -131,11 +135,21 @@ def signature(scan: ScanResult, video: str) -> int:
     return int.from_bytes(hashlib.blake2b(repr(sig).encode(), digest_size=8).digest(), "little")
 
 
+#: Below this many files a names-only pass is quicker in this process than a pool's start.
+NAMES_POOL_MIN_FILES = 64
+
+
 def scan_files(files: list[Path], facts: bool, workers: int | None = None) -> dict[str, ScanResult]:
     """One `sldata.scan` pass over whole files (clip names only, or every header with `facts`), pooled."""
     tasks = [(str(p), 0, 1, False, facts, False, not facts) for p in files]
     n = workers or default_workers()
-    return merge(run_tasks(scan_feature_file, tasks, n if len(tasks) > 2 else 1))
+    small = len(tasks) < 2 or (not facts and len(tasks) < NAMES_POOL_MIN_FILES)
+    return merge(run_tasks(scan_feature_file, tasks, 1 if small else n))
+
+
+def readable(path: Path, scan: ScanResult) -> ScanResult:
+    """The scan of a source file, or the error that stops the run (the source must be readable whole)."""
+    return _readable(path, scan)
 
 
 def _readable(path: Path, scan: ScanResult) -> ScanResult:
@@ -157,8 +171,12 @@ def _readable(path: Path, scan: ScanResult) -> ScanResult:
 
 def plan_shard(src: str | Path, dst: str | Path | None = None, size: int = 1000,
                reps: list[str] | None = None, splits: list[str] | None = None,
-               compression: str | None = None) -> ShardPlan:
-    """Decide the result without writing anything: shards, videos per shard, bytes, problems."""
+               compression: str | None = None, headers: bool = True) -> ShardPlan:
+    """Decide the result without writing anything: shards, videos per shard, bytes, problems.
+
+    `headers`: also read the dataset headers of shards copied as objects (bytes
+    and signatures); `shard` leaves that to its copy workers.
+    """
     src = Path(src)
     if size < 1:
         raise UserError(f"--size must be >= 1, not {size}")
@@ -185,6 +203,8 @@ def plan_shard(src: str | Path, dst: str | Path | None = None, size: int = 1000,
         for rep in plan.reps:
             plan.items.append(_plan_rep(ds, plan, rep, split, files[(rep, split)], names))
     _inspect(plan, names)
+    if headers:
+        read_headers(plan)
     for (rep, split) in sorted(set(lay.v1_files) | set(lay.shards)):
         if rep in plan.reps and split not in ds.splits:
             plan.findings.append(finding("extra-file", f"{rep} has files for split {split!r}, which has "
@@ -252,37 +272,47 @@ def _plan_rep(ds: FeatureDataset, plan: ShardPlan, rep: str, split: str, files: 
     item.whole_files = _whole_files(where, item, plan)
     if item.whole_files is not None:
         item.bytes = sum(p.stat().st_size for p in item.whole_files)
+        item.estimate = [p.stat().st_size for p in item.whole_files]
+    else:
+        held = {p: len(names[str(p)].entries) or 1 for p in files}
+        size = {p: p.stat().st_size for p in files}
+        item.estimate = [sum(size[where[v]] // held[where[v]] for v in videos) for videos in shards]
     return item
 
 
 def _inspect(plan: ShardPlan, names: dict[str, ScanResult]) -> None:
-    """Clip counts and `clip-missing` for every planned video, plus what copying needs.
-
-    Items copied as whole files need only their clip names (already listed): their
-    bytes are the files' sizes and they are checked as byte copies. Items copied
-    as objects get every dataset header read once (in the pool): bytes for the
-    progress bar and the signature that verification compares.
-    """
-    by_objects = sorted({p for i in plan.items if i.whole_files is None for p in i.sources.values()})
-    headers = scan_files(by_objects, facts=True) if by_objects else {}
-    for p in by_objects:
-        _readable(p, headers[str(p)])
+    """Clip counts and `clip-missing` for every planned video, from the clip names."""
     for item in plan.items:
         ann = plan.upgraded[item.split]
         for videos in item.shards:
             for video in videos:
                 path = item.sources[video]
                 clips = names[str(path)].entries[video]
-                if item.whole_files is None:
-                    scan = headers[str(path)]
-                    b = scan.nbytes.get(video, 0)
-                    item.scanned[video] = (b, signature(scan, video))
-                    item.bytes += b
                 for clip in ann[video]["clip_order"]:
                     if clip not in clips:
                         plan.findings.append(finding("clip-missing", f"clip absent from rep {item.rep} "
                                                      f"({item.split})", path, video=video, clip=clip, rep=item.rep))
                 item.clips += len(clips)
+
+
+def read_headers(plan: ShardPlan) -> None:
+    """Bytes and signatures of every video copied as objects, from its source's dataset headers (pooled).
+
+    Items copied as whole files need none: their bytes are the files' sizes and
+    they are checked as byte copies.
+    """
+    by_objects = sorted({p for i in plan.items if i.whole_files is None for p in i.sources.values()})
+    headers = scan_files(by_objects, facts=True) if by_objects else {}
+    for p in by_objects:
+        _readable(p, headers[str(p)])
+    for item in plan.items:
+        if item.whole_files is not None:
+            continue
+        item.bytes = 0
+        for video, path in item.sources.items():
+            scan = headers[str(path)]
+            item.scanned[video] = (scan.nbytes.get(video, 0), signature(scan, video))
+            item.bytes += item.scanned[video][0]
 
 
 def _source_metadata_findings(ds: FeatureDataset, where: dict[str, Path], rep: str, split: str) -> list[Finding]:

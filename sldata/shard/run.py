@@ -19,7 +19,8 @@ from ..io import atomic_path, check_output, output_lock, remove_stale_temporarie
 from ..pool import default_workers
 from ..progress import NullProgress, Progress
 from .copy import copy_all, jobs
-from .plan import ShardPlan, default_dst, plan_shard
+from ..scan import ScanResult
+from .plan import ShardPlan, default_dst, plan_shard, read_headers
 from .verify import describe, verify
 
 
@@ -61,20 +62,27 @@ def shard(src: str | Path, dst: str | Path | None = None, size: int = 1000, *,
 def _shard_locked(src: str | Path, dst: Path, size: int, *, reps: list[str] | None, splits: list[str] | None,
                   compression: str | None, overwrite: bool, strict: bool, progress: Progress,
                   workers: int) -> ShardResult:
-    plan = plan_shard(src, dst, size, reps=reps, splits=splits, compression=compression)
+    plan = plan_shard(src, dst, size, reps=reps, splits=splits, compression=compression, headers=False)
     # the output rule before any copying: DST is empty, or --overwrite and nothing but a feature dataset
     check_output(dst, inputs=[plan.src], kind="dir", overwrite=overwrite, owned=is_feature_dataset_dir)
     if strict and plan.problems:
+        read_headers(plan)  # the bytes the plan would copy, for the summary
         return ShardResult(plan, written=False)
     removed = remove_stale_temporaries(dst)
     with atomic_path(dst, kind="dir", overwrite=overwrite, owned=is_feature_dataset_dir, inputs=[plan.src]) as tmp:
         tmp.mkdir()
         todo = jobs(plan, tmp)
         done = copy_all(todo, workers)  # the workers fork now, before the progress bar's thread
-        progress.start(f"shard → {dst.name}", total=plan.total_bytes, unit="bytes")
+        progress.start(f"shard → {dst.name}", total=sum(j.estimate for j in todo), unit="bytes")
+        written: dict[str, ScanResult] = {}
         try:
-            for job in done:
-                progress.advance(job.nbytes)
+            for job, copied in done:
+                item = plan.items[job.item]
+                for video, (nbytes, sig) in copied.source.items():
+                    item.scanned[video] = (nbytes, sig)
+                    item.bytes += nbytes
+                written[str(job.out)] = copied.dest
+                progress.advance(job.estimate)
         finally:
             progress.finish()
         for item in plan.items:
@@ -82,7 +90,7 @@ def _shard_locked(src: str | Path, dst: Path, size: int, *, reps: list[str] | No
             write_json(metadata_path(tmp, item.rep, item.split), item.assignment())
         for split in plan.splits:
             write_bytes_atomic(annotation_path(tmp, split), plan.annotation_bytes(split))
-        problems = verify(plan, tmp, workers)
+        problems = verify(plan, tmp, workers, scans=written)
         if problems:
             raise VerificationError("verification failed, nothing renamed into place:\n  "
                                     + describe(problems, tmp))

@@ -16,11 +16,17 @@ from pathlib import Path
 from ..features import annotation_path, metadata_path, shard_path
 from ..findings import Finding, finding
 from ..io import read_json
+from ..scan import ScanResult
 from .plan import RepPlan, ShardPlan, scan_files, signature
 
 
-def verify(plan: ShardPlan, root: str | Path, workers: int | None = None) -> list[Finding]:
-    """Every way the result at `root` differs from `plan` (`copy-mismatch` findings); [] when it matches."""
+def verify(plan: ShardPlan, root: str | Path, workers: int | None = None,
+           scans: dict[str, ScanResult] | None = None) -> list[Finding]:
+    """Every way the result at `root` differs from `plan` (`copy-mismatch` findings); [] when it matches.
+
+    `scans`: shard files already read back since they were written (by `shard`'s
+    copy workers); every other one is scanned here.
+    """
     root = Path(root)
     out: list[Finding] = []
     for split in plan.splits:
@@ -28,17 +34,18 @@ def verify(plan: ShardPlan, root: str | Path, workers: int | None = None) -> lis
         if not path.exists() or path.read_bytes() != plan.annotation_bytes(split):
             out.append(finding("copy-mismatch", "missing or not the upgraded source annotation", path))
     shards = [shard_path(root, i.rep, i.split, k) for i in plan.items for k in range(len(i.shards))]
-    present = [p for p in shards if p.exists()]
+    scans = dict(scans or {})
+    present = [p for p in shards if p.exists() and str(p) not in scans]
     by_names = {str(shard_path(root, i.rep, i.split, k)) for i in plan.items if i.whole_files is not None
                 for k in range(len(i.shards))}
-    scans = {**scan_files([p for p in present if str(p) in by_names], facts=False, workers=workers),
-             **scan_files([p for p in present if str(p) not in by_names], facts=True, workers=workers)}
+    scans.update(scan_files([p for p in present if str(p) in by_names], facts=False, workers=workers))
+    scans.update(scan_files([p for p in present if str(p) not in by_names], facts=True, workers=workers))
     for item in plan.items:
         out += _verify_item(item, root, scans)
     return out
 
 
-def _verify_item(item: RepPlan, root: Path, scans: dict) -> list[Finding]:
+def _verify_item(item: RepPlan, root: Path, scans: dict[str, ScanResult]) -> list[Finding]:
     meta_file = metadata_path(root, item.rep, item.split)
     meta = read_json(meta_file) if meta_file.exists() else None
     if meta != item.assignment():
