@@ -65,14 +65,18 @@ def jobs(plan: ShardPlan, root: Path) -> list[CopyJob]:
 
 
 def copy_all(todo: list[CopyJob], workers: int) -> Iterator[tuple[CopyJob, Copied]]:
-    """Run the jobs in the pool; yield each with what its worker read back. The first failure stops the run.
+    """Start the jobs in the pool now (the workers fork before any progress thread starts); yield each
+    with what its worker read back, as it is done. The first failure stops the run.
 
     A disk-full or permission error is raised as the OSError it is (exit 2, one
     line); a job whose worker died twice is a UserError naming its shard file.
     """
     for job in todo:
         job.out.parent.mkdir(parents=True, exist_ok=True)
-    pairs = Pool(max(1, min(workers, len(todo))), name="sldata-shard").imap_unordered(run_job, todo)
+    return _checked(Pool(max(1, min(workers, len(todo))), name="sldata-shard").imap_unordered(run_job, todo))
+
+
+def _checked(pairs: Iterator[tuple[Any, Any]]) -> Iterator[tuple[CopyJob, Copied]]:
     try:
         for job, result in pairs:
             if isinstance(result, WorkerLost):
