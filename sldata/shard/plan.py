@@ -147,12 +147,8 @@ def scan_files(files: list[Path], facts: bool, workers: int | None = None) -> di
     return merge(run_tasks(scan_feature_file, tasks, 1 if small else n))
 
 
+
 def readable(path: Path, scan: ScanResult) -> ScanResult:
-    """The scan of a source file, or the error that stops the run (the source must be readable whole)."""
-    return _readable(path, scan)
-
-
-def _readable(path: Path, scan: ScanResult) -> ScanResult:
     """The scan of a source file, or the error that stops the run (the source must be readable whole)."""
     if scan.error:
         import h5py
@@ -237,7 +233,7 @@ def _where(ds: FeatureDataset, rep: str, split: str, files: list[Path],
     """{video: the source file holding it}; a video in two files of one (rep, split) stops the run."""
     where: dict[str, Path] = {}
     for path in files:
-        for video in _readable(path, names[str(path)]).entries:
+        for video in readable(path, names[str(path)]).entries:
             if video in where:
                 raise UserError(f"{ds.root}: video {video!r} of rep {rep!r} split {split!r} is in both "
                                 f"{where[video].name} and {path.name}; run `sldata validate` and fix the source")
@@ -304,7 +300,7 @@ def read_headers(plan: ShardPlan) -> None:
     by_objects = sorted({p for i in plan.items if i.whole_files is None for p in i.sources.values()})
     headers = scan_files(by_objects, facts=True) if by_objects else {}
     for p in by_objects:
-        _readable(p, headers[str(p)])
+        readable(p, headers[str(p)])
     for item in plan.items:
         if item.whole_files is not None:
             continue
