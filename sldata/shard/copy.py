@@ -18,7 +18,7 @@ import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 from ..errors import UserError
 from ..features import copy_group, shard_path
@@ -64,7 +64,7 @@ def jobs(plan: ShardPlan, root: Path) -> list[CopyJob]:
     return sorted(out, key=lambda j: -j.estimate)
 
 
-def copy_all(todo: list[CopyJob], workers: int) -> Iterator[tuple[CopyJob, Copied]]:
+def copy_all(todo: list[CopyJob], workers: int) -> Generator[tuple[CopyJob, Copied], None, None]:
     """Start the jobs in the pool now (the workers fork before any progress thread starts); yield each
     with what its worker read back, as it is done. The first failure stops the run.
 
@@ -76,7 +76,7 @@ def copy_all(todo: list[CopyJob], workers: int) -> Iterator[tuple[CopyJob, Copie
     return _checked(Pool(max(1, min(workers, len(todo))), name="sldata-shard").imap_unordered(run_job, todo))
 
 
-def _checked(pairs: Iterator[tuple[Any, Any]]) -> Iterator[tuple[CopyJob, Copied]]:
+def _checked(pairs: Iterator[tuple[Any, Any]]) -> Generator[tuple[CopyJob, Copied], None, None]:
     try:
         for job, result in pairs:
             if isinstance(result, WorkerLost):

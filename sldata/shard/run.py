@@ -73,9 +73,9 @@ def _shard_locked(src: str | Path, dst: Path, size: int, *, reps: list[str] | No
         tmp.mkdir()
         todo = jobs(plan, tmp)
         done = copy_all(todo, workers)  # the workers fork now, before the progress bar's thread
-        progress.start(f"shard → {dst.name}", total=sum(j.estimate for j in todo), unit="bytes")
         written: dict[str, ScanResult] = {}
         try:
+            progress.start(f"shard → {dst.name}", total=sum(j.estimate for j in todo), unit="bytes")
             for job, copied in done:
                 item = plan.items[job.item]
                 for video, (nbytes, sig) in copied.source.items():
@@ -84,6 +84,7 @@ def _shard_locked(src: str | Path, dst: Path, size: int, *, reps: list[str] | No
                 written[str(job.out)] = copied.dest
                 progress.advance(job.estimate)
         finally:
+            done.close()  # on any failure: no copy outlives the temporary
             progress.finish()
         for item in plan.items:
             metadata_path(tmp, item.rep, item.split).parent.mkdir(parents=True, exist_ok=True)
