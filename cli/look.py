@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
             if written:
                 console.print(f"wrote {len(written)} plots to [bold]{escape(str(plots))}[/]: "
                               f"{', '.join(p.name for p in written)}", soft_wrap=True)
-            for problem in result.problems:
+            for problem in result.problem_lines():
                 console.print(f"[red]unreadable[/] {escape(problem)} (run sldata validate)", soft_wrap=True)
         if result.problems:
             raise typer.Exit(1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -21,6 +21,20 @@ def _per_shard(counts: list[int]) -> str:
     return text + (f" + {counts[-1]}" if head is not counts else "")
 
 
+def _problem_lines(findings: list, limit: int = 10) -> Iterator[str]:
+    """Human lines for the summary, at most `limit` per finding code (the rest is in --json)."""
+    seen: dict[str, int] = {}
+    for f in findings:
+        seen[f.code] = seen.get(f.code, 0) + 1
+        if seen[f.code] <= limit:
+            parts = [p for p in (f.rep and f"rep={f.rep}", f.video and f"video={f.video}",
+                                 f.clip and f"clip={f.clip}") if p]
+            yield f"{f.code}: {' '.join(parts)} {f.message}".replace("  ", " ")
+    for code, n in seen.items():
+        if n > limit:
+            yield f"{code}: ... and {n - limit} more (see --json)"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("upgrade-annotations")
     @user_errors
@@ -34,7 +48,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Upgrade a v1 annotation to v2: add `clip_order` in numeric clip order, keep everything else."""
         from sldata.io import DuplicateKeyError
-        from sldata.migrate import upgrade_annotation_file
+        from sldata.upgrade import upgrade_annotation_file
 
         try:
             report = upgrade_annotation_file(src, out, overwrite=overwrite)
@@ -72,7 +86,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Turn a v1 (or v2) feature dataset into v2 shards of SIZE videos, verified before it appears."""
         from sldata.io import DuplicateKeyError
-        from sldata.migrate import VerificationError, iter_problem_lines, shard
+        from sldata.shard import VerificationError, shard
 
         try:
             result = shard(src, dst, size, reps=split_csv(reps), splits=split_csv(splits),
@@ -96,7 +110,7 @@ def register(app: typer.Typer) -> None:
                 table.add_row(it.split, it.rep, str(len(it.shards)), _per_shard([len(s) for s in it.shards]),
                               str(it.videos), str(it.clips), human_bytes(it.bytes))
             console.print(table)
-            for line in iter_problem_lines(plan):
+            for line in _problem_lines(plan.findings):
                 console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
             for split, rep in plan.annotations.items():
                 if rep.nonnumeric:

@@ -269,8 +269,8 @@ class RepWriter:
 
     The caller stages the whole dataset in a temporary directory (see `atomic_path`);
     within it, each shard is written complete before the next begins. `add_video`
-    writes arrays; `copy_video` copies a source group at the HDF5 level so bytes,
-    dtypes, attributes, chunking and compression stay bit-exact.
+    writes arrays (mock, tests, benchmarks); `shard` writes the shard files its
+    plan decided with `copy_group` instead.
     """
 
     def __init__(self, root: str | Path, rep: str, split: str, layout: str = "v2",
@@ -319,32 +319,6 @@ class RepWriter:
         _close(g)
         self._register(video)
 
-    def copy_video(self, video: str, src_group) -> None:
-        from .io import reading
-
-        f = self._target()
-        if self._in_shard == 0:  # a new shard: it carries the source file's root attributes
-            src_attrs = src_group.file.attrs
-            for k in src_attrs:
-                f.attrs.create(k, src_attrs[k], dtype=src_attrs.get_id(k).dtype)
-        if self.compression is None:
-            src_group.file.copy(src_group, f, name=video)  # raw chunks: no decompression, bit-exact
-        else:
-            g = f.create_group(video)
-            for k, v in src_group.attrs.items():
-                g.attrs[k] = v
-            for name, ds in src_group.items():
-                with reading(src_group.file.filename, video=video, clip=name):
-                    data = ds[()]  # a garbled compressed chunk fails here, located
-                out = g.create_dataset(name, data=data, chunks=True if ds.chunks else None,
-                                       compression=self.compression if self.compression != "none" else None,
-                                       compression_opts=self.compression_opts)
-                for k, v in ds.attrs.items():
-                    out.attrs[k] = v
-                _close(out)
-            _close(g)
-        self._register(video)
-
     def close(self) -> dict[str, int]:
         """Close the open shard; v2 also writes the metadata file. Returns {video: shard}."""
         if self._file is not None:
@@ -353,6 +327,34 @@ class RepWriter:
         if self.layout == "v2":
             write_json(metadata_path(self.root, self.rep, self.split), self.assignment)
         return self.assignment
+
+
+def copy_group(f: Any, video: str, src_group: Any, compression: str | None = None,
+               compression_opts: Any = None) -> None:
+    """Copy one video group into the open file `f` at the HDF5 level.
+
+    Without `compression` the raw chunks are copied (H5Ocopy: no decompression;
+    bytes, dtypes, attributes, chunking and filters bit-exact); with it each
+    clip is read and rewritten with the new filter, attributes kept.
+    """
+    from .io import reading
+
+    if compression is None:
+        src_group.file.copy(src_group, f, name=video)
+        return
+    g = f.create_group(video)
+    for k, v in src_group.attrs.items():
+        g.attrs[k] = v
+    for name, ds in src_group.items():
+        with reading(src_group.file.filename, video=video, clip=name):
+            data = ds[()]  # a garbled compressed chunk fails here, located
+        out = g.create_dataset(name, data=data, chunks=True if ds.chunks else None,
+                               compression=compression if compression != "none" else None,
+                               compression_opts=compression_opts)
+        for k, v in ds.attrs.items():
+            out.attrs[k] = v
+        _close(out)
+    _close(g)
 
 
 def _close(obj: Any) -> None:

@@ -49,6 +49,7 @@ CODES: dict[str, Severity] = {
     "extract-failed": "error",
     "pose-unreadable": "error",
     "worker-lost": "error",
+    "copy-mismatch": "error",  # shard's verification: the staged result differs from its plan
 }
 
 

@@ -19,7 +19,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import UserError
+from .findings import Finding, finding
 from .progress import NullProgress, Progress
+from .scan import ScanResult, ValueAcc
 
 
 #: Frames of one pose video read at a time by --deep (543 points: about 35 MB).
@@ -66,11 +68,26 @@ class Stats:
     deep: bool
     summary: dict[str, Any]
     samples: dict[str, list[float]] = field(default_factory=dict)  # plot name -> values
-    problems: list[str] = field(default_factory=list)  # files that could not be read (CLI exit 1)
+    #: what could not be read (h5-unreadable findings: a file, video or clip; CLI exit 1)
+    problems: list[Finding] = field(default_factory=list)
+
+    def problem_lines(self) -> list[str]:
+        """The documented --json `problems`: "FILE video 'V' clip 'C': why", FILE relative to the input."""
+        out = []
+        for f in self.problems:
+            place = Path(f.file) if f.file is not None else self.path
+            if place == self.path:  # a pose h5: the video key names the place
+                head = f.video or str(self.path)
+            else:
+                head = str(place.relative_to(self.path)) if place.is_relative_to(self.path) else str(place)
+                head += (f" video {f.video!r}" if f.video is not None else "") + \
+                    (f" clip {f.clip!r}" if f.clip is not None else "")
+            out.append(f"{head}: {f.message}")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "kind": self.kind, "deep": self.deep, **self.summary,
-                "problems": self.problems}
+                "problems": self.problem_lines()}
 
 
 def stats(path: str | Path, *, deep: bool = False, split: str | None = None,
@@ -111,12 +128,14 @@ def feature_stats(root: Path, *, deep: bool = False, split: str | None = None,
                   progress: Progress | None = None, workers: int | None = None) -> Stats:
     """Per split: videos, clips, words; per rep: frames per clip, dims, dtypes, files.
 
-    Files are scanned like validate scans them (low-level h5py, one task per file
-    or slice of a big file, a process pool when the data is large), so shallow
-    stats cost what shallow validate costs.
+    Files are scanned by validate's scan (`sldata.scan`: low-level h5py, one task
+    per file or slice of a big file, `sldata.pool` when the data is large), so
+    shallow stats cost what shallow validate costs; a file, video or clip the scan
+    cannot read is an `h5-unreadable` finding, never a "missing" one.
     """
     from .features import FeatureDataset, clip_entries, v1_path
-    from .validate.scan import default_workers, plan_tasks, run_tasks
+    from .pool import default_workers
+    from .scan import merge, plan_tasks, run_tasks, scan_feature_file
 
     progress = progress or NullProgress()
     ds = FeatureDataset(root)
@@ -124,7 +143,7 @@ def feature_stats(root: Path, *, deep: bool = False, split: str | None = None,
     splits = [split] if split else list(ds.splits)
     out: dict[str, Any] = {"splits": {}, "reps": list(ds.reps)}
     samples: dict[str, list[float]] = {}
-    problems: list[str] = []
+    problems: list[Finding] = []
     try:
         for s in splits:
             view = ds.split(s)
@@ -148,13 +167,17 @@ def feature_stats(root: Path, *, deep: bool = False, split: str | None = None,
                 else:
                     rep_files[rep] = list(lay.shards.get((rep, s), {}).values())
             every = [str(p) for files in rep_files.values() for p in files]
-            tasks, nworkers = plan_tasks(every, workers or default_workers(), deep)
-            progress.start(f"stats {s}", total=len(tasks), unit="files")
-            facts = _merge_facts(run_tasks(scan_file, tasks, nworkers, on_done=progress.advance))
+            tasks, nworkers = plan_tasks(every, workers or default_workers(), False)
+            tasks = [(*t, True, deep) for t in tasks]  # facts (dtypes); summarise the values when deep
+            pending = run_tasks(scan_feature_file, tasks, nworkers, on_done=progress.advance)
+            progress.start(f"stats {s}", total=len(tasks), unit="files")  # after the workers' fork
+            facts = merge(pending)
             progress.finish()
-            problems.extend(f"{Path(f.path).relative_to(root)}: {f.error}" for f in facts.values() if f.error)
-            problems.extend(f"{Path(f.path).relative_to(root)} video {v!r}" + (f" clip {c!r}" if c is not None else "")
-                            + f": {why}" for f in facts.values() for v, c, why in f.unreadable)
+            for f in facts.values():
+                if f.error:
+                    problems.append(finding("h5-unreadable", f.error, f.path))
+                problems.extend(finding(code, why, f.path, video=v, clip=c) for code, v, c, why in f.problems
+                                if code == "h5-unreadable")
             reps: dict[str, Any] = {}
             for rep in ds.reps:
                 reps[rep] = _rep_stats(view, rep_files[rep], facts, deep)
@@ -175,118 +198,7 @@ def feature_stats(root: Path, *, deep: bool = False, split: str | None = None,
     return Stats(root, ds.kind, deep, out, samples, problems)
 
 
-@dataclass
-class FileFacts:
-    """What one scan task saw: {video: {clip: (shape, dtype)}}, and value statistics when deep."""
-
-    path: str
-    error: str | None = None
-    clips: dict[str, dict[str, tuple[tuple[int, ...], str]]] = field(default_factory=dict)
-    values: "ValueAcc | None" = None
-    #: (video, clip or None, why): what could not be read (a per-item failure, never "missing")
-    unreadable: list[tuple[str, "str | None", str]] = field(default_factory=list)
-
-
-def _dtype(did: Any) -> str:
-    from h5py import h5t
-
-    tid = did.get_type()
-    if tid.get_class() == h5t.FLOAT:
-        return f"float{8 * tid.get_size()}"
-    try:
-        return str(did.dtype)
-    except Exception:
-        return "unsupported"
-
-
-def _read(did: Any, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """One whole dataset; the low-level read skips h5py's per-call selection machinery."""
-    import h5py
-    from h5py import h5s
-
-    if dtype in ("float16", "float32", "float64"):
-        arr = np.empty(shape, dtype=dtype)
-        if arr.size:
-            did.read(h5s.ALL, h5s.ALL, arr)
-        return arr
-    return h5py.Dataset(did)[()]
-
-
-def scan_file(path: str, part: int = 0, nparts: int = 1, deep: bool = False) -> FileFacts:
-    """Shapes and dtypes of every clip in a feature file (or a slice of its videos); never raises."""
-    from h5py import h5d, h5f, h5g, h5o
-
-    res = FileFacts(path, values=ValueAcc() if deep else None)
-    enc = lambda name: name.encode("utf-8", "surrogateescape")  # noqa: E731
-    dec = lambda names: [n.decode("utf-8", "surrogateescape") for n in names]  # noqa: E731
-    try:
-        fid = h5f.open(enc(path), h5f.ACC_RDONLY)
-    except Exception as exc:
-        from .h5 import open_failure
-
-        res.error = f"cannot open: {open_failure(exc)}"
-        return res
-    try:
-        root = h5g.open(fid, b"/")
-        videos = dec(root)
-        if nparts > 1:
-            videos = sorted(videos)[part::nparts]
-        for video in videos:
-            try:
-                gid = h5o.open(root, enc(video))
-                if not isinstance(gid, h5g.GroupID):
-                    continue
-                names = dec(gid)
-            except Exception as exc:
-                res.unreadable.append((video, None, f"cannot open group: {_first(exc)}"))
-                continue
-            clips = res.clips.setdefault(video, {})
-            arrays: list[np.ndarray] = []
-            for clip in names:
-                try:
-                    did = h5o.open(gid, enc(clip))
-                    if not isinstance(did, h5d.DatasetID):
-                        continue
-                    shape, dtype = tuple(did.shape), _dtype(did)
-                except Exception as exc:
-                    res.unreadable.append((video, clip, f"cannot open dataset: {_first(exc)}"))
-                    continue
-                clips[clip] = (shape, dtype)
-                if res.values is not None:
-                    try:
-                        arrays.append(_read(did, shape, dtype))
-                    except Exception as exc:  # a garbled compressed chunk: this clip's failure, not "missing"
-                        res.unreadable.append((video, clip, f"cannot read data: {_first(exc)}"))
-            if arrays:  # one batch per video: a dozen small clips cost one set of numpy calls
-                same = all(a.ndim == 2 and a.shape[1] == arrays[0].shape[1] and a.dtype == arrays[0].dtype
-                           for a in arrays)
-                for a in ([np.concatenate(arrays)] if same and len(arrays) > 1 else arrays):
-                    res.values.add(a)
-    except Exception as exc:  # the root group itself
-        res.error = f"cannot list videos: {_first(exc)}"
-    finally:
-        fid.close()
-    return res
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _merge_facts(results: Iterable[FileFacts]) -> dict[str, FileFacts]:
-    out: dict[str, FileFacts] = {}
-    for r in results:
-        cur = out.setdefault(r.path, FileFacts(r.path, values=ValueAcc() if r.values is not None else None))
-        cur.error = cur.error or r.error
-        cur.clips.update(r.clips)
-        cur.unreadable.extend(r.unreadable)
-        if r.values is not None and cur.values is not None:
-            cur.values.merge(r.values)
-    return out
-
-
-def _rep_stats(view: Any, files: list[Path], facts: dict[str, FileFacts], deep: bool) -> dict[str, Any]:
+def _rep_stats(view: Any, files: list[Path], facts: dict[str, ScanResult], deep: bool) -> dict[str, Any]:
     """Frames per clip in annotation order; dims and dtypes; files with their videos and bytes."""
     held: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {}
     bad_videos: set[str] = set()
@@ -294,10 +206,12 @@ def _rep_stats(view: Any, files: list[Path], facts: dict[str, FileFacts], deep: 
     for p in files:
         f = facts.get(str(p))
         if f is not None:
-            for video, clips in f.clips.items():
-                held.setdefault(video, {}).update(clips)
-            for video, clip, _ in f.unreadable:
-                (bad_videos.add(video) if clip is None else bad_clips.add((video, clip)))
+            for video, clips in f.entries.items():
+                dtypes_of = f.dtypes.get(video, {})
+                held.setdefault(video, {}).update((c, (shape, dtypes_of[c])) for c, shape in clips.items())
+            for code, video, clip, _ in f.problems:
+                if code == "h5-unreadable" and video is not None:
+                    (bad_videos.add(video) if clip is None else bad_clips.add((video, clip)))
     frames: list[float] = []
     dims: dict[int, int] = {}
     dtypes: dict[str, int] = {}
@@ -335,67 +249,20 @@ def _rep_stats(view: Any, files: list[Path], facts: dict[str, FileFacts], deep: 
         acc = ValueAcc()
         for p in files:
             f = facts.get(str(p))
-            if f is not None and f.values is not None:
-                acc.merge(f.values)
-        out["values"] = acc.result()
+            if f is not None and f.summary is not None:
+                acc.merge(f.summary)
+        out["values"] = {k: None if v is None else _num(v) for k, v in acc.result().items()}
     return out
 
 
-def _file_entry(view: Any, p: Path, f: FileFacts | None) -> dict[str, Any]:
+def _file_entry(view: Any, p: Path, f: ScanResult | None) -> dict[str, Any]:
     from .features import SHARD_RE
 
     m = SHARD_RE.match(p.name)
     name = p.name if view.dataset.layout.kind == "v1" else f"{p.parent.name}/{p.name}"
     return {"file": name, "shard": int(m.group(3)) if m else None,
-            "videos": None if f is None or f.error else len(f.clips), "bytes": p.stat().st_size,
+            "videos": None if f is None or f.error else len(f.entries), "bytes": p.stat().st_size,
             **({"error": f.error} if f is not None and f.error else {})}
-
-
-class ValueAcc:
-    """Streaming mean/std/min/max, non-finite and all-zero-frame counts; mergeable across workers."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.s = 0.0
-        self.s2 = 0.0
-        self.lo = math.inf
-        self.hi = -math.inf
-        self.non_finite = 0
-        self.zero_frames = 0
-
-    def add(self, a: np.ndarray) -> None:
-        from .validate.scan import nonfinite_count
-
-        a = np.asarray(a)
-        if a.dtype.kind != "f":
-            a = a.astype(np.float64)
-        bad = nonfinite_count(a)
-        x = a[np.isfinite(a)] if bad else a.reshape(-1)
-        self.non_finite += bad
-        if x.size:
-            x = x.astype(np.float32, copy=False) if x.dtype.itemsize < 4 else x
-            self.n += int(x.size)
-            self.s += float(x.sum(dtype=np.float64))
-            self.s2 += float(np.dot(x, x))
-            self.lo = min(self.lo, float(x.min()))
-            self.hi = max(self.hi, float(x.max()))
-        if a.ndim == 2:
-            self.zero_frames += int(a.shape[0] - np.count_nonzero(a.any(axis=1)))
-
-    def merge(self, o: "ValueAcc") -> None:
-        self.n += o.n
-        self.s += o.s
-        self.s2 += o.s2
-        self.lo, self.hi = min(self.lo, o.lo), max(self.hi, o.hi)
-        self.non_finite += o.non_finite
-        self.zero_frames += o.zero_frames
-
-    def result(self) -> dict[str, Any]:
-        mean = self.s / self.n if self.n else None
-        std = math.sqrt(max(self.s2 / self.n - mean * mean, 0.0)) if self.n else None
-        return {"mean": None if mean is None else _num(mean), "std": None if std is None else _num(std),
-                "min": _num(self.lo) if self.n else None, "max": _num(self.hi) if self.n else None,
-                "non_finite": self.non_finite, "all_zero_frames": self.zero_frames}
 
 
 # --- pose h5 -------------------------------------------------------------------------
@@ -424,7 +291,7 @@ def pose_stats(path: Path, *, deep: bool = False, progress: Progress | None = No
         total_frames_read = 0
         nonfinite = 0
         xy_lo, xy_hi = math.inf, -math.inf
-        problems: list[str] = []
+        problems: list[Finding] = []
         progress.start("stats pose", total=len(keys), unit="videos")
         for key in keys:
             try:
@@ -462,7 +329,7 @@ def pose_stats(path: Path, *, deep: bool = False, progress: Progress | None = No
                         per_video_rates[p].append(n / f)
                     total_frames_read += f
             except (OSError, KeyError, ValueError, IndexError, UserError) as exc:  # one broken video: report, go on
-                problems.append(f"{key}: {exc}")
+                problems.append(finding("h5-unreadable", str(exc), path, video=key))
             progress.advance(1)
         progress.finish()
         summary: dict[str, Any] = {

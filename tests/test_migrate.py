@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,7 +19,8 @@ import pytest
 from sldata.errors import UserError
 from sldata.features import FeatureDataset, detect_layout, metadata_path, shard_path, v1_path
 from sldata.io import TMP_MARK
-from sldata.migrate import default_dst, plan_shard, shard, upgrade_annotation
+from sldata.shard import default_dst, plan_shard, shard
+from sldata.upgrade import upgrade_annotation
 from sldata.validate import validate
 
 from .conftest import BIN, assert_no_traceback, run_cli
@@ -329,22 +331,22 @@ def test_sigkill_mid_run_then_rerun(tmp_path: Path) -> None:
 
 
 def test_verification_catches_a_result_that_differs(mock_v1: Path, tmp_path: Path) -> None:
-    from sldata.migrate import VerificationError, verify_shards
+    from sldata.shard import verify
 
     out = tmp_path / "out"
     result = shard(mock_v1, out, size=2)
-    verify_shards(result.plan, out)  # the finished result passes its own check
+    assert verify(result.plan, out) == []  # the finished result passes its own check
     video = next(iter(_metadata(out, "mae", "dev")))
     with h5py.File(shard_path(out, "mae", "dev", 0), "a") as f:
         data = f[video]["3"][()]
         del f[video]["3"]
         f[video].create_dataset("3", data=data[:-1])  # one frame short
-    with pytest.raises(VerificationError, match=f"{video}: clips, shapes or dtypes differ"):
-        verify_shards(result.plan, out)
+    assert [(f.code, f.video, f.message) for f in verify(result.plan, out)] == [
+        ("copy-mismatch", video, "clips, shapes or dtypes differ from the source")]
     meta = metadata_path(out, "pose", "train")
     meta.write_text(json.dumps({v: 0 for v in _metadata(out, "pose", "train")}))
-    with pytest.raises(VerificationError, match="metadata_pose.train.json"):
-        verify_shards(result.plan, out)
+    assert ("metadata_pose.train.json", "missing or differs from the plan") in [
+        (Path(f.file).name, f.message) for f in verify(result.plan, out)]
 
 
 def test_v2_source_metadata_disagreeing_with_shards_is_reported(mock_v2: Path, tmp_path: Path) -> None:
@@ -362,7 +364,7 @@ def test_v2_source_metadata_disagreeing_with_shards_is_reported(mock_v2: Path, t
 
 
 def test_verification_of_whole_file_copies(mock_v1: Path, tmp_path: Path) -> None:
-    from sldata.migrate import VerificationError, verify_shards
+    from sldata.shard import verify
 
     out = tmp_path / "out"
     result = shard(mock_v1, out, size=10)  # every split fits one shard: copied as files
@@ -370,15 +372,51 @@ def test_verification_of_whole_file_copies(mock_v1: Path, tmp_path: Path) -> Non
     assert (out / "dino/dino.train.0.h5").read_bytes() == \
         v1_path(mock_v1, "dino", "train").read_bytes()
     _assert_valid(out)
-    verify_shards(result.plan, out)
+    assert verify(result.plan, out) == []
     with h5py.File(shard_path(out, "dino", "train", 0), "a") as f:  # same size, one video unlinked
         del f[next(iter(f))]
-    with pytest.raises(VerificationError, match="dino.train.0.h5: (size differs|holds 2 videos, planned 3)"):
-        verify_shards(result.plan, out)
+    [found] = verify(result.plan, out)
+    assert Path(found.file).name == "dino.train.0.h5"
+    assert re.fullmatch("size differs from its source dino.train.h5|holds 2 videos, planned 3", found.message)
     path = shard_path(out, "pose", "dev", 0)
     path.write_bytes(path.read_bytes() + b"\0")
-    with pytest.raises(VerificationError, match="pose.dev.0.h5: size differs"):
-        verify_shards(result.plan, out)
+    assert ("pose.dev.0.h5", "size differs from its source pose.dev.h5") in [
+        (Path(f.file).name, f.message) for f in verify(result.plan, out)]
+
+
+def test_a_worker_killed_on_its_shard_file_stops_the_run(mock_v1: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy worker that dies twice on one shard file (killed, out of memory) is that file's failure:
+    a UserError naming it (exit 2), nothing renamed into place, no temporary left, the input untouched."""
+    from sldata.shard import copy
+
+    before = _sha256_tree(mock_v1)
+    real = copy.run_job
+
+    def crashing(job: Any) -> Any:
+        if job.out.name == "mae.train.1.h5":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(job)
+
+    monkeypatch.setattr(copy, "run_job", crashing)  # the pool forks: the workers see it
+    with pytest.raises(UserError, match=r"^mae.train.1.h5: worker process died on each of 2 attempts \(killed by "
+                                        r"SIGKILL\).*nothing was renamed into place$"):
+        shard(mock_v1, tmp_path / "out", size=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mock_data"]
+    assert _sha256_tree(mock_v1) == before
+
+
+def test_every_shard_file_holds_exactly_the_plans_videos(mock_v2: Path, tmp_path: Path) -> None:
+    """The plan decides the boundaries once; the copy writes those files, in the plan's order."""
+    plan = plan_shard(mock_v2, tmp_path / "out", size=2)
+    result = shard(mock_v2, tmp_path / "out", size=2)
+    assert [i.shards for i in result.plan.items] == [i.shards for i in plan.items]
+    for item in plan.items:
+        for k, videos in enumerate(item.shards):
+            with h5py.File(shard_path(tmp_path / "out", item.rep, item.split, k)) as f:
+                assert sorted(f) == sorted(videos)
+        assert _metadata(tmp_path / "out", item.rep, item.split) == item.assignment()
+    assert [i.to_dict() for i in result.plan.items] == [i.to_dict() for i in plan.items]  # bytes included
 
 
 def test_root_attributes_of_the_source_file_reach_every_shard(mock_v1: Path, tmp_path: Path) -> None:

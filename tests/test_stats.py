@@ -202,7 +202,7 @@ def test_unreadable_shard_exits_1(tmp_path: Path) -> None:
     root = make_features(tmp_path / "ds", "v2")
     shard_path(root, "dino", "train", 1).write_bytes(b"not hdf5 at all")
     r = stats(root)
-    assert r.problems == ["dino/dino.train.1.h5: " + r.problems[0].split(": ", 1)[1]]
+    assert r.problem_lines() == ["dino/dino.train.1.h5: " + r.problems[0].message]
     dino = r.to_dict()["splits"]["train"]["reps"]["dino"]
     assert dino["missing_videos"] == 1 and dino["frames"] == 3 + 5 + 10 + 4  # vidB lived in shard 1
     assert r.to_dict()["splits"]["train"]["reps"]["s2v"]["missing_videos"] == 0
@@ -218,8 +218,8 @@ def test_pose_video_without_visibility_is_a_problem(tmp_path: Path) -> None:
     with h5py.File(path, "a") as f:
         del f["visibility/b"]
     r = stats(path, deep=True)
-    assert len(r.problems) == 1 and r.problems[0].startswith("b: ")
+    assert len(r.problems) == 1 and r.problem_lines()[0].startswith("b: ")
     assert r.to_dict()["detection"]["left_hand"]["frames"] == 6  # video a still counted
     proc = run_cli("sldata", "stats", path, "--deep", "--json")
     assert proc.returncode == 1
-    assert json.loads(proc.stdout)["problems"] == r.problems
+    assert json.loads(proc.stdout)["problems"] == r.problem_lines()

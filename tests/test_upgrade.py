@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sldata.errors import UserError
-from sldata.migrate import default_upgrade_output, upgrade_annotation, upgrade_annotation_file
+from sldata.upgrade import default_upgrade_output, upgrade_annotation, upgrade_annotation_file
 
 from .conftest import assert_no_traceback, run_cli
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -14,7 +16,7 @@ from sldata.features import metadata_path, shard_path, v1_path
 from sldata.findings import Finding, Report
 from sldata.mock import write_mock
 from sldata.validate import validate
-from sldata.validate import scan as scan_mod
+from sldata import scan as scan_mod
 
 REPS = ["dino", "pose"]
 
@@ -332,6 +334,32 @@ def test_pool_gives_the_same_findings(tmp_path: Path, monkeypatch: pytest.Monkey
     assert sorted(map(key, par.findings)) == sorted(map(key, seq.findings))
     assert {f.code for f in par.findings} == {"clip-missing", "h5-unreadable"}
     assert par.stats["datasets"] == seq.stats["datasets"]
+
+
+def _scan_or_die(path: str, *args: Any) -> Any:
+    """scan_feature_file, but the worker scanning $DOOMED_H5 is killed (a native crash inside HDF5, say)."""
+    if path == os.environ.get("DOOMED_H5"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return scan_mod.scan_feature_file(path, *args)
+
+
+def test_a_worker_killed_while_scanning_is_that_files_finding(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file whose scan kills its worker twice (a native crash) is h5-unreadable; the rest is checked."""
+    from sldata.validate import features as vf
+
+    root = make(tmp_path, "v2", videos=5)
+    doomed = str(shard_path(root, "pose", "train", 1))
+    monkeypatch.setenv("DOOMED_H5", doomed)  # forked or spawned, the workers see it
+    monkeypatch.setattr(vf, "scan_feature_file", _scan_or_die)
+    monkeypatch.setattr(scan_mod, "POOL_MIN_BYTES", 0)
+    r = validate(root, workers=2)
+    assert r.stats["workers"] == 2
+    crashed = [f for f in r.errors if f.code == "h5-unreadable"]
+    assert [(f.file, f.rep) for f in crashed] == [(doomed, "pose")]
+    assert crashed[0].message.startswith("reading crashed the worker (worker process died on each of 2 attempts "
+                                         "(killed by SIGKILL)")
+    assert {f.code for f in r.errors} == {"h5-unreadable"}  # its videos are not reported missing too
 
 
 def test_validate_never_modifies_input(tmp_path: Path) -> None:

@@ -185,7 +185,7 @@ def test_pkl_non_finite_and_range_with_deep(tmp_path: Path) -> None:
 
 
 def test_pool_over_name_slices_gives_the_same_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sldata.validate import scan as scan_mod
+    from sldata import scan as scan_mod
 
     path = pose_h5(tmp_path, keys=tuple(f"k{i}" for i in range(9)))
     with h5py.File(path, "a") as f:

@@ -1,7 +1,7 @@
 """Validate a v1 or v2 feature dataset (SPEC §2, §5).
 
 Annotations are parsed in the parent; every HDF5 file is summarised by
-`scan.scan_feature_file` (in a pool for big datasets); all cross-file checks
+`sldata.scan.scan_feature_file` (in a pool for big datasets); all cross-file checks
 (annotation vs reps, metadata vs shards, D per rep) run here on the summaries.
 """
 
@@ -23,7 +23,8 @@ from ..features import Layout, annotation_path, metadata_path, shard_path, v1_pa
 from ..findings import Finding, Report, finding
 from ..io import DuplicateKeyError, JsonError, loads_json
 from ..progress import NullProgress, Progress
-from .scan import ScanResult, default_workers, merge, plan_tasks, run_tasks, scan_feature_file
+from ..pool import default_workers
+from ..scan import ScanResult, merge, plan_tasks, run_tasks, scan_feature_file
 
 _SHOW = 8  # names listed in one message before "..."
 

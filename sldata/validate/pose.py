@@ -18,8 +18,9 @@ from ..io import safe_unpickle
 from ..pkls import find_pkls, pkl_key
 from ..pose import KEYPOINT_SETS, pkl_problems
 from ..progress import NullProgress, Progress
-from .scan import (POOL_MIN_BYTES, POSE_RANGE, default_workers, merge, nonfinite_count, out_of_range, plan_tasks,
-                   run_tasks, scan_pose_file)
+from ..pool import default_workers
+from ..scan import (POOL_MIN_BYTES, POSE_RANGE, merge, nonfinite_count, out_of_range, plan_tasks, run_tasks,
+                    scan_pose_file)
 
 
 

@@ -1,6 +1,6 @@
-"""Per-file HDF5 scanning for validate: compact summaries, optionally in a process pool.
+"""The one walker of feature and pose h5 files: compact per-file summaries, in a process pool.
 
-A worker opens one file (or a slice of its top-level names) with the low-level
+validate, stats and shard all read HDF5 headers (and, deep, data) through here. A worker opens one file (or a slice of its top-level names) with the low-level
 h5py API (about 2-3x faster than h5py.File/Group/Dataset objects for
 shape-only passes), returns `{video: {clip: shape}}` plus the per-dataset
 problems it can judge alone (dtype, rank, empty, unreadable, non-finite). The
@@ -10,16 +10,16 @@ result, not an exception.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..h5 import open_failure
-from ..workers import die_with_parent
+from .h5 import open_failure
+from .pool import Pool, WorkerLost
 
 #: Below this many bytes of input the pool's start-up costs more than it saves.
 POOL_MIN_BYTES = 64 * 2**20
@@ -40,14 +40,11 @@ class ScanResult:
     attrs: dict[str, Any] | None = None
     datasets: int = 0
     values: int = 0
-
-
-def default_workers() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
+    #: with `facts`: {video: {clip: dtype name}} and {video: bytes on disk} (stats, shard)
+    dtypes: dict[str, dict[str, str]] = field(default_factory=dict)
+    nbytes: dict[str, int] = field(default_factory=dict)
+    #: with `summarise`: mean/std/min/max of every value read (stats --deep)
+    summary: "ValueAcc | None" = None
 
 
 def _names(gid) -> list[str]:
@@ -117,11 +114,21 @@ def _dataset_facts(did) -> tuple[tuple[int, ...], bool, int]:
     return did.get_space().shape, tid.get_class() == _FLOAT_CLASS, tid.get_size()
 
 
-def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = False) -> ScanResult:
-    """A feature file (v1 file or v2 shard): group per video, (T, D) float dataset per clip."""
+def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = False, facts: bool = False,
+                      summarise: bool = False, names_only: bool = False,
+                      videos: Sequence[str] | None = None) -> ScanResult:
+    """A feature file (v1 file or v2 shard): group per video, (T, D) float dataset per clip.
+
+    deep: read every float dataset (non-finite values). facts: also each clip's
+    dtype name and each video's bytes on disk (stats, shard's plan and
+    verification). summarise: read every dataset into `summary` (stats --deep).
+    names_only: list clip names (entries' shapes are None) without opening any
+    dataset: the cheapest pass, for shard's planning of whole-file copies.
+    videos: only these videos (shard's copy workers: the videos of one shard file).
+    """
     from h5py import h5d, h5g, h5o
 
-    res = ScanResult(path)
+    res = ScanResult(path, summary=ValueAcc() if summarise else None)
     try:
         fid, root = _open(path)
     except Exception as exc:
@@ -130,7 +137,7 @@ def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = Fa
     batch = _DeepBatch(res)
     shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
     try:
-        for video in _part(_names(root), part, nparts):
+        for video in (_part(_names(root), part, nparts) if videos is None else videos):
             try:
                 gid = h5o.open(root, _b(video))
             except Exception as exc:
@@ -147,6 +154,12 @@ def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = Fa
             except Exception as exc:
                 res.problems.append(("h5-unreadable", video, None, f"cannot list clips ({exc})"))
                 continue
+            if names_only:
+                res.entries[video] = dict.fromkeys(clip_names)
+                continue
+            if facts:
+                res.dtypes[video] = dtypes = {}
+                res.nbytes[video] = 0
             for clip in clip_names:
                 try:
                     did = h5o.open(gid, _b(clip))
@@ -159,19 +172,94 @@ def scan_feature_file(path: str, part: int = 0, nparts: int = 1, deep: bool = Fa
                     continue
                 clips[clip] = shape = shapes.setdefault(shape, shape)  # few distinct shapes: share them
                 res.datasets += 1
+                if facts:
+                    dtypes[clip] = f"float{8 * size}" if is_float else _dtype_name(did)
+                    res.nbytes[video] += did.get_storage_size()
                 if not is_float:
                     res.problems.append(("bad-dtype", video, clip, f"dtype {_dtype_name(did)}, expected float16/float32"))
                 if len(shape) != 2:
                     res.problems.append(("bad-shape", video, clip, f"shape {shape}, expected 2-D (T, D)"))
                 elif shape[0] == 0:
                     res.problems.append(("bad-shape", video, clip, f"shape {shape}: no frames (T == 0)"))
-                if deep and is_float:
+                if (deep or summarise) and is_float:
                     batch.add(video, clip, did, shape, size)
-            if deep:
+                elif summarise:
+                    _summarise_other(res, did, video, clip)
+            if deep or summarise:
                 batch.flush()
     finally:
         fid.close()
     return res
+
+
+class ValueAcc:
+    """Streaming mean/std/min/max, non-finite and all-zero-frame counts; mergeable across workers."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.s = 0.0
+        self.s2 = 0.0
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.non_finite = 0
+        self.zero_frames = 0
+
+    def add(self, a: np.ndarray) -> None:
+        a = np.asarray(a)
+        if a.dtype.kind != "f":
+            a = a.astype(np.float64)
+        bad = nonfinite_count(a)
+        x = a[np.isfinite(a)] if bad else a.reshape(-1)
+        self.non_finite += bad
+        if x.size:
+            x = x.astype(np.float32, copy=False) if x.dtype.itemsize < 4 else x
+            self.n += int(x.size)
+            self.s += float(x.sum(dtype=np.float64))
+            self.s2 += float(np.dot(x, x))
+            self.lo = min(self.lo, float(x.min()))
+            self.hi = max(self.hi, float(x.max()))
+        if a.ndim == 2:
+            self.zero_frames += int(a.shape[0] - np.count_nonzero(a.any(axis=1)))
+
+    def add_spans(self, buf: np.ndarray, spans: list[tuple[str, str, tuple[int, ...], int, int]]) -> None:
+        """Clips read back to back into `buf` (video, clip, shape, offset, size): one set of numpy
+        calls for the values, one per run of same-D clips for the all-zero frames."""
+        if not spans:
+            return
+        first, last = spans[0][3], spans[-1][3] + spans[-1][4]
+        whole = last - first == sum(sp[4] for sp in spans)
+        if not whole:  # a clip in between could not be read: leave it out
+            for _, _, shape, o, k in spans:
+                self.add(buf[o:o + k].reshape(shape))
+            return
+        zeros = self.zero_frames
+        self.add(buf[first:last])
+        self.zero_frames = zeros
+        i = 0
+        while i < len(spans):
+            shape = spans[i][2]
+            j = i
+            while j + 1 < len(spans) and len(spans[j + 1][2]) == 2 and len(shape) == 2 \
+                    and spans[j + 1][2][1] == shape[1]:
+                j += 1
+            if len(shape) == 2 and shape[1]:
+                rows = buf[spans[i][3]:spans[j][3] + spans[j][4]].reshape(-1, shape[1])
+                self.zero_frames += int(rows.shape[0] - np.count_nonzero(rows.any(axis=1)))
+            i = j + 1
+
+    def merge(self, o: "ValueAcc") -> None:
+        self.n += o.n
+        self.s += o.s
+        self.s2 += o.s2
+        self.lo, self.hi = min(self.lo, o.lo), max(self.hi, o.hi)
+        self.non_finite += o.non_finite
+        self.zero_frames += o.zero_frames
+
+    def result(self) -> dict[str, Any]:
+        mean = self.s / self.n if self.n else None
+        std = math.sqrt(max(self.s2 / self.n - mean * mean, 0.0)) if self.n else None
+        return {"mean": mean, "std": std, "min": self.lo if self.n else None, "max": self.hi if self.n else None,
+                "non_finite": self.non_finite, "all_zero_frames": self.zero_frames}
 
 
 _FLOAT_BY_SIZE = {2: np.dtype(np.float16), 4: np.dtype(np.float32), 8: np.dtype(np.float64)}
@@ -210,6 +298,7 @@ class _DeepBatch:
         total = sum(it[4] for it in self.items)
         buf = np.empty(total, _FLOAT_BY_SIZE[self.size])
         spans = []
+        failed: set[tuple[str, str]] = set()
         off = 0
         for video, clip, did, shape, k in self.items:
             view = buf[off:off + k]
@@ -218,10 +307,13 @@ class _DeepBatch:
                     did.read(h5s.ALL, h5s.ALL, view.reshape(shape))  # HDF5 converts byte order if needed
             except Exception as exc:
                 self.res.problems.append(("h5-unreadable", video, clip, f"cannot read data ({exc})"))
+                failed.add((video, clip))
                 view[:] = 0
             spans.append((video, clip, shape, off, k))
             off += k
         self.res.values += total
+        if self.res.summary is not None:
+            self.res.summary.add_spans(buf, [sp for sp in spans if (sp[0], sp[1]) not in failed])
         if nonfinite_count(buf):
             for video, clip, shape, o, k in spans:
                 bad = nonfinite_count(buf[o:o + k])
@@ -236,16 +328,34 @@ def _deep_read(res: ScanResult, did, shape: tuple[int, ...], itemsize: int, is_f
     if not is_float:
         return None
     bad = 0
+    acc = ValueAcc() if res.summary is not None else None
     try:
         for block in iter_blocks(did, shape, itemsize):
             res.values += block.size
             bad += nonfinite_count(block)
+            if acc is not None:
+                acc.add(block)
     except Exception as exc:
         res.problems.append(("h5-unreadable", video, clip, f"cannot read data ({exc})"))
         return None
+    if acc is not None and res.summary is not None:
+        res.summary.merge(acc)
     if bad:
         res.problems.append(("non-finite", video, clip, f"{bad} NaN/Inf value(s) in {shape}"))
     return None
+
+
+def _summarise_other(res: ScanResult, did: Any, video: str, clip: str) -> None:
+    """A non-float dataset's values into the summary (stats --deep counts every clip)."""
+    import h5py
+
+    try:
+        a = h5py.Dataset(did)[()]
+    except Exception as exc:
+        res.problems.append(("h5-unreadable", video, clip, f"cannot read data ({exc})"))
+        return
+    assert res.summary is not None
+    res.summary.add(np.asarray(a))
 
 
 # --- pose h5 -------------------------------------------------------------------------
@@ -260,7 +370,7 @@ POSE_RANGE = (-4.0, 5.0)
 def _attrs(obj_id) -> dict[str, Any]:
     import h5py
 
-    from ..pose import _plain
+    from .pose import _plain
 
     hl = h5py.Group(obj_id) if obj_id.__class__.__name__ == "GroupID" else h5py.Dataset(obj_id)
     out = {}
@@ -377,59 +487,35 @@ def _deep_pose(res: ScanResult, key: str, facts) -> None:
 Task = tuple[Any, ...]
 
 
+def _call(job: tuple[Callable[..., Any], Task]) -> Any:
+    """fn(*task) in a pool worker (module level: the pool pickles it)."""
+    fn, task = job
+    return fn(*task)
+
+
 def _crashed(task: Task, exc: BaseException) -> ScanResult:
-    return ScanResult(str(task[0]), error=f"reading crashed the worker ({type(exc).__name__}: {exc})")
+    """The result of a task whose worker died (WorkerLost) or whose function raised (a bug guard)."""
+    why = str(exc) if isinstance(exc, WorkerLost) else f"{type(exc).__name__}: {exc}"
+    return ScanResult(str(task[0]), error=f"reading crashed the worker ({why})")
 
 
 def run_tasks(fn: Callable[..., Any], tasks: Sequence[Task], workers: int,
               on_done: Callable[[], None] | None = None) -> Iterator[Any]:
-    """fn(*task) for every task, in completion order; a pool only when workers > 1.
+    """fn(*task) for every task, in completion order, through `sldata.pool.Pool` (in process when workers <= 1).
 
-    With a pool, every task is submitted before this returns, so the caller can
-    do its own work (parse annotations) while the workers scan. A worker that
-    dies (a segfault inside HDF5 on a corrupt file) does not take validate down:
-    unfinished tasks are retried one by one in a fresh process, and a task that
-    kills that one too becomes a crash result for its file.
+    The workers start before this returns, so the caller can do its own work
+    (parse annotations) while they scan. A task whose worker dies twice (a
+    segfault inside HDF5 on a corrupt file) becomes a crash result for its file:
+    validate reports it as `h5-unreadable`, stats as a problem of that file.
     """
-    if workers <= 1 or len(tasks) <= 1:
-        return _sequential(fn, tasks, on_done)
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=die_with_parent)
-    futures = {ex.submit(fn, *t): t for t in tasks}
-    return _collect(fn, ex, futures, ctx, on_done)
+    pool = Pool(min(workers, len(tasks)) if tasks else 1, in_process=workers <= 1 or len(tasks) <= 1,
+                name="sldata-scan")
+    return _results(pool.imap_unordered(_call, [(fn, t) for t in tasks]), on_done)
 
 
-def _sequential(fn: Callable[..., Any], tasks: Sequence[Task], on_done: Callable[[], None] | None) -> Iterator[Any]:
-    for t in tasks:
-        yield fn(*t)
-        if on_done:
-            on_done()
-
-
-def _collect(fn: Callable[..., Any], ex: ProcessPoolExecutor, futures: dict, ctx: Any,
-             on_done: Callable[[], None] | None) -> Iterator[Any]:
-    failed: list[Task] = []
-    try:
-        for fut in as_completed(futures):
-            try:
-                res = fut.result()
-            except Exception:
-                failed.append(futures[fut])
-                continue
-            yield res
-            if on_done:
-                on_done()
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
-    for t in failed:
-        try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=die_with_parent) as one:
-                res = one.submit(fn, *t).result()
-        except Exception as exc:
-            res = _crashed(t, exc)
-        yield res
+def _results(pairs: Iterator[tuple[Any, Any]], on_done: Callable[[], None] | None) -> Iterator[Any]:
+    for (_, task), res in pairs:
+        yield _crashed(task, res) if isinstance(res, (WorkerLost, RuntimeError)) else res
         if on_done:
             on_done()
 
@@ -470,4 +556,8 @@ def merge(results: Iterator[ScanResult]) -> dict[str, ScanResult]:
         cur.attrs = cur.attrs if cur.attrs is not None else r.attrs
         cur.datasets += r.datasets
         cur.values += r.values
+        cur.dtypes.update(r.dtypes)
+        cur.nbytes.update(r.nbytes)
+        if cur.summary is not None and r.summary is not None:
+            cur.summary.merge(r.summary)
     return out
