@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas.annotations import AnnotationV2, format_errors, is_int_key, sort_clip_keys
+from schemas.annotations import AnnotationV2, is_int_key, sort_clip_keys
+from schemas.errors import format_errors
 
 from .errors import UserError
 from .features import describe_duplicate

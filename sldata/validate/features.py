@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from schemas.annotations import (AnnotationV1, AnnotationV2, annotation_version, is_int_key, is_placeholder,
                                  sort_clip_keys)
+from schemas.errors import schema_errors
 from schemas.metadata import parse_metadata
 
 from ..errors import UserError
@@ -130,13 +131,11 @@ def _schema_findings(raw: Any, path: Path, model: Any) -> list[Finding]:
         model.model_validate(raw)
     except ValidationError as exc:
         out = []
-        for err in exc.errors():
-            loc = [str(p) for p in err["loc"]]
-            if len(loc) >= 2 and loc[1] == "clips":  # the v2 model's synthetic level
-                del loc[1]
+        for err in schema_errors(exc):
+            loc = err.loc
             video = loc[0] if loc else None
             clip = loc[1] if len(loc) >= 2 and loc[1] != "clip_order" else None
-            out.append(finding("schema", f"{'.'.join(loc) or '<root>'}: {err['msg']}", path, video=video, clip=clip))
+            out.append(finding("schema", str(err), path, video=video, clip=clip))
         return out
     return []
 
