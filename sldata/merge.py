@@ -67,18 +67,14 @@ def merge_pose(inputs: Sequence[str | Path], output: str | Path, *,
         attrs["merged_from"] = json.dumps([{"file": text_name(i.path.name), "videos": len(i.keys)} for i in infos])
         total = sum(len(k) for k in keys)
         progress.start(f"merge-pose → {output.name}", total=total, unit="videos")
-        w = PoseH5Writer(output, keypoint_set=kset, root_attrs=attrs, inputs=tuple(paths))
         try:
-            for info in infos:
-                with _open(info.path) as f:
-                    for i, key in enumerate(info.keys):
-                        report.frames += _verify(info.path, f, key)
-                        w.copy_from(f, key, flush=(i % 256 == 255))
-                        progress.advance(1)
-            w.close()
-        except BaseException:
-            w.abort()
-            raise
+            with PoseH5Writer(output, keypoint_set=kset, root_attrs=attrs, inputs=tuple(paths)) as w:
+                for info in infos:
+                    with _open(info.path) as f:
+                        for i, key in enumerate(info.keys):
+                            report.frames += _verify(info.path, f, key)
+                            w.copy_from(f, key, flush=(i % 256 == 255))
+                            progress.advance(1)
         finally:
             progress.finish()
     report.videos = total

@@ -374,19 +374,16 @@ class _Parts:
         whole = [p for p, ks in by_part.items() if self.part_keys.get(p) == set(ks)]
         base = max(whole, key=lambda p: (len(by_part[p]), p), default=None)
         progress.start(f"pkl2h5 → {output.name}", total=len(entries), unit="videos")
-        w = PoseH5Writer(output, keypoint_set=kset, dtype=self.header["dtype"], compression=self.header["compression"],
-                         root_attrs=attrs, start_from=self.dir / base if base else None)
         try:
-            progress.advance(len(by_part.pop(base, [])))
-            for part in sorted(by_part):
-                with h5py.File(self.dir / part, "r") as src:
-                    for i, key in enumerate(sorted(by_part[part])):
-                        w.copy_from(src, key, flush=(i % 256 == 255), check=False)
-                        progress.advance(1)
-            w.close()
-        except BaseException:
-            w.abort()
-            raise
+            with PoseH5Writer(output, keypoint_set=kset, dtype=self.header["dtype"],
+                              compression=self.header["compression"], root_attrs=attrs,
+                              start_from=self.dir / base if base else None) as w:
+                progress.advance(len(by_part.pop(base, [])))
+                for part in sorted(by_part):
+                    with h5py.File(self.dir / part, "r") as src:
+                        for i, key in enumerate(sorted(by_part[part])):
+                            w.copy_from(src, key, flush=(i % 256 == 255), check=False)
+                            progress.advance(1)
         finally:
             progress.finish()
 
