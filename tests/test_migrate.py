@@ -20,6 +20,7 @@ from sldata.errors import UserError
 from sldata.features import FeatureDataset, detect_layout, metadata_path, shard_path, v1_path
 from sldata.io import TMP_MARK
 from sldata.shard import default_dst, plan_shard, shard
+from sldata.shard.copy import run_job as _REAL_RUN_JOB
 from sldata.upgrade import upgrade_annotation
 from sldata.validate import validate
 
@@ -384,6 +385,13 @@ def test_verification_of_whole_file_copies(mock_v1: Path, tmp_path: Path) -> Non
         (Path(f.file).name, f.message) for f in verify(result.plan, out)]
 
 
+def _copy_but_die_on_shard_1(job: Any) -> Any:
+    """A copy worker that is killed on one shard file, every time (as the OOM killer would)."""
+    if job.out.name == "mae.train.1.h5":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _REAL_RUN_JOB(job)
+
+
 def test_a_worker_killed_on_its_shard_file_stops_the_run(mock_v1: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A copy worker that dies twice on one shard file (killed, out of memory) is that file's failure:
@@ -391,14 +399,9 @@ def test_a_worker_killed_on_its_shard_file_stops_the_run(mock_v1: Path, tmp_path
     from sldata.shard import copy
 
     before = _sha256_tree(mock_v1)
-    real = copy.run_job
-
-    def crashing(job: Any) -> Any:
-        if job.out.name == "mae.train.1.h5":
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(job)
-
-    monkeypatch.setattr(copy, "run_job", crashing)  # the pool forks: the workers see it
+    # module-level, so it reaches the workers whether the pool forks or spawns (a loaded
+    # MediaPipe or another thread earlier in the session makes it spawn)
+    monkeypatch.setattr(copy, "run_job", _copy_but_die_on_shard_1)
     with pytest.raises(UserError, match=r"^mae.train.1.h5: worker process died on each of 2 attempts \(killed by "
                                         r"SIGKILL\).*nothing was renamed into place$"):
         shard(mock_v1, tmp_path / "out", size=1)
