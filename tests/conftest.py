@@ -48,8 +48,8 @@ def invoke_cli(*args: object, cwd: Path | None = None, timeout: float = 600,
     - a bug is loud: any other exception propagates out of here and fails the
       test with its traceback, it never becomes exit 1 (`catch_exceptions=False`);
     - cwd, env and sys.argv (lock holders record it) are set for the call, and
-      the environment, warning filters and cwd are restored afterwards, so no
-      run leaks into the next test. `timeout` is pytest-timeout's job here.
+      the environment, warning filters, cwd and torch's thread count are
+      restored afterwards, so no run leaks into the next test. `timeout` is pytest-timeout's job here.
     Keep `run_cli` where the process itself is the point: signals and kills,
     locks between processes, parent death, bytes argv, other users, full
     disks, forked pools holding MediaPipe/Ray/torch state, a blocked import.
@@ -60,6 +60,8 @@ def invoke_cli(*args: object, cwd: Path | None = None, timeout: float = 600,
     prog, argv = str(args[0]), [str(a) for a in args[1:]]
     runner = CliRunner()
     saved_env = dict(os.environ)
+    torch = sys.modules.get("torch")  # sltrain sets its thread count: the next test gets this one's back
+    threads = torch.get_num_threads() if torch is not None else None
     try:
         with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
             if cwd is not None:
@@ -76,6 +78,8 @@ def invoke_cli(*args: object, cwd: Path | None = None, timeout: float = 600,
         _INVOKING = False
         os.environ.clear()
         os.environ.update(saved_env)
+        if threads is not None:
+            torch.set_num_threads(threads)
     return subprocess.CompletedProcess([prog, *argv], result.exit_code, _text(result.stdout_bytes + fds[0]),
                                        _text(result.stderr_bytes + fds[1]))
 

@@ -11,7 +11,7 @@ import yaml
 from schemas.config import OptimConfig
 from sltrain.config import ConfigError, apply_overrides, build_config, dump_yaml, load_config
 from sltrain.loop import lr_factor
-from tests.conftest import ROOT, assert_no_traceback, run_cli
+from tests.conftest import ROOT, assert_no_traceback, invoke_cli
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
@@ -135,14 +135,14 @@ def test_yaml_problems_are_user_errors(tmp_path: Path) -> None:
 def test_cli_config_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     data = {**MINIMAL, "trainer": {**MINIMAL["trainer"], "max_step": 5}}
     path = _write(tmp_path, data)
-    proc = run_cli("sltrain", "pretrain", path, cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", path, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert_no_traceback(proc)
     assert "trainer.max_step: unknown key" in proc.stderr
-    proc = run_cli("sltrain", "pretrain", _write(tmp_path, MINIMAL), "--set", "trainer.batch_size=lots", cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", _write(tmp_path, MINIMAL), "--set", "trainer.batch_size=lots", cwd=tmp_path)
     assert proc.returncode == 2 and "trainer.batch_size" in proc.stderr
     assert_no_traceback(proc)
-    proc = run_cli("sltrain", "finetune", _write(tmp_path, MINIMAL), "--set", "oops", cwd=tmp_path)
+    proc = invoke_cli("sltrain", "finetune", _write(tmp_path, MINIMAL), "--set", "oops", cwd=tmp_path)
     assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr
     assert_no_traceback(proc)
 
@@ -160,7 +160,7 @@ def test_lr_schedule_warmup_then_cosine_to_floor() -> None:
 @pytest.mark.parametrize("command,config", [("finetune", "dpc_smoke_cpu.yaml"), ("pretrain", "islr_smoke_cpu.yaml"),
                                             ("finetune", "sign_llava_smoke_cpu.yaml")])
 def test_command_refuses_a_recipe_it_does_not_run(command: str, config: str, tmp_path: Path) -> None:
-    proc = run_cli("sltrain", command, ROOT / "configs" / config, cwd=tmp_path)
+    proc = invoke_cli("sltrain", command, ROOT / "configs" / config, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert f"not `sltrain {command}`" in proc.stderr
     assert_no_traceback(proc)
