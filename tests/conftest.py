@@ -49,7 +49,8 @@ def invoke_cli(*args: object, cwd: Path | None = None, timeout: float = 600,
       test with its traceback, it never becomes exit 1 (`catch_exceptions=False`);
     - cwd, env and sys.argv (lock holders record it) are set for the call, and
       the environment, warning filters, cwd and torch's thread count are
-      restored afterwards, so no run leaks into the next test. `timeout` is pytest-timeout's job here.
+      restored afterwards, so no run leaks into the next test;
+    - `timeout` is accepted for the same call shape; pytest-timeout enforces it.
     Keep `run_cli` where the process itself is the point: signals and kills,
     locks between processes, parent death, bytes argv, other users, full
     disks, forked pools holding MediaPipe/Ray/torch state, a blocked import.

@@ -38,12 +38,13 @@ def test_in_process_run_matches_the_real_process(tmp_path: Path, mock_v1: Path) 
 
 
 def test_a_bug_inside_fails_loudly_and_state_is_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cli.common
-
     def broken() -> None:
         raise RuntimeError("a bug in the command")
 
     stdout, stderr, cwd, errors = sys.stdout, sys.stderr, os.getcwd(), sys.stdout.errors
+    assert invoke_cli("sldata", "validate", tmp_path / "missing").returncode == 2  # imports the app as invoke_cli does
+    import cli.common
+
     monkeypatch.setattr(cli.common, "safe_streams", broken)  # the first thing every command's boundary runs
     with pytest.raises(RuntimeError, match="a bug in the command"):
         invoke_cli("sldata", "validate", tmp_path, cwd=tmp_path, env={"SLDATA_HARNESS_PROBE": "1"})
