@@ -372,7 +372,7 @@ def test_out_dir_that_is_or_is_below_a_file_exits_2(poses: Path, tmp_path: Path,
     (tmp_path / "afile").write_text("not a directory\n")
     out = "afile" if where == "file" else "afile/run"
     cfg = _cfg_file(tmp_path, data={"path": str(poses)}, trainer={"out_dir": out})
-    line = _one_error_line(run_cli("sltrain", "pretrain", cfg, "--quiet", cwd=tmp_path))
+    line = _one_error_line(invoke_cli("sltrain", "pretrain", cfg, "--quiet", cwd=tmp_path))
     expected = ("trainer.out_dir afile: exists and is not a directory" if where == "file"
                 else "trainer.out_dir afile/run: afile is a file, not a directory")
     assert line == f"error: {expected}"
