@@ -15,7 +15,7 @@ from schemas.config import OptimConfig, Strict, TrainConfig
 from sltrain.config import ConfigError, apply_overrides, build_config, dump_yaml, load_config
 from sltrain.loop import lr_factor
 from sltrain.recipes.base import Recipe
-from tests.conftest import ROOT, assert_no_traceback, run_cli
+from tests.conftest import ROOT, assert_no_traceback, invoke_cli
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
@@ -139,14 +139,14 @@ def test_yaml_problems_are_user_errors(tmp_path: Path) -> None:
 def test_cli_config_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     data = {**MINIMAL, "trainer": {**MINIMAL["trainer"], "max_step": 5}}
     path = _write(tmp_path, data)
-    proc = run_cli("sltrain", "pretrain", path, cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", path, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert_no_traceback(proc)
     assert "trainer.max_step: unknown key" in proc.stderr
-    proc = run_cli("sltrain", "pretrain", _write(tmp_path, MINIMAL), "--set", "trainer.batch_size=lots", cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", _write(tmp_path, MINIMAL), "--set", "trainer.batch_size=lots", cwd=tmp_path)
     assert proc.returncode == 2 and "trainer.batch_size" in proc.stderr
     assert_no_traceback(proc)
-    proc = run_cli("sltrain", "finetune", _write(tmp_path, MINIMAL), "--set", "oops", cwd=tmp_path)
+    proc = invoke_cli("sltrain", "finetune", _write(tmp_path, MINIMAL), "--set", "oops", cwd=tmp_path)
     assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr
     assert_no_traceback(proc)
 
@@ -164,7 +164,7 @@ def test_lr_schedule_warmup_then_cosine_to_floor() -> None:
 @pytest.mark.parametrize("command,config", [("finetune", "dpc_smoke_cpu.yaml"), ("pretrain", "islr_smoke_cpu.yaml"),
                                             ("finetune", "sign_llava_smoke_cpu.yaml")])
 def test_command_refuses_a_recipe_it_does_not_run(command: str, config: str, tmp_path: Path) -> None:
-    proc = run_cli("sltrain", command, ROOT / "configs" / config, cwd=tmp_path)
+    proc = invoke_cli("sltrain", command, ROOT / "configs" / config, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert f"not `sltrain {command}`" in proc.stderr
     assert_no_traceback(proc)
@@ -232,26 +232,22 @@ def _toy(tmp_path: Path, **trainer: Any) -> Path:
 
 
 def test_one_registry_entry_adds_a_recipe_to_config_loading_and_the_cli(tmp_path: Path, monkeypatch) -> None:
-    from typer.testing import CliRunner
-
-    from cli.sltrain_app import app
     from sltrain import recipes
 
     monkeypatch.setitem(recipes.RECIPES, "toy", recipes.RecipeEntry(
         f"{__name__}:ToyConfig", f"{__name__}:ToyRecipe", "pretrain"))
     cfg = load_config(_toy(tmp_path))
     assert isinstance(cfg, ToyConfig) and cfg.data.n == 8
-    runner = CliRunner()
-    wrong = runner.invoke(app, ["finetune", str(_toy(tmp_path))])
-    assert wrong.exit_code == 2, wrong.output
+    wrong = invoke_cli("sltrain", "finetune", _toy(tmp_path))
+    assert wrong.returncode == 2, wrong.stderr
     assert "recipe 'toy' is run by `sltrain pretrain`, not `sltrain finetune` (which runs islr)" in wrong.stderr
     assert not (tmp_path / "run").exists()
-    ran = runner.invoke(app, ["pretrain", str(_toy(tmp_path)), "--json"])
-    assert ran.exit_code == 0, ran.output
+    ran = invoke_cli("sltrain", "pretrain", _toy(tmp_path), "--json")
+    assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["steps"] == 2 and (tmp_path / "run" / "checkpoints" / "step_00000002.pt").is_file()
-    scored = runner.invoke(app, ["evaluate", str(_toy(tmp_path)), "-c", str(tmp_path / "run" / "checkpoints" /
-                                                                          "step_00000002.pt")])
-    assert scored.exit_code == 2 and "recipe 'toy' has no evaluation command" in scored.stderr, scored.output
+    scored = invoke_cli("sltrain", "evaluate", _toy(tmp_path), "-c",
+                        tmp_path / "run" / "checkpoints" / "step_00000002.pt")
+    assert scored.returncode == 2 and "recipe 'toy' has no evaluation command" in scored.stderr, scored.stderr
 
 
 @pytest.mark.parametrize("entry,message", [
@@ -264,27 +260,21 @@ def test_one_registry_entry_adds_a_recipe_to_config_loading_and_the_cli(tmp_path
 ])
 def test_a_broken_or_misrouted_registry_entry_exits_2_naming_the_recipe(
         entry: tuple[str, str, str], message: str, tmp_path: Path, monkeypatch) -> None:
-    from typer.testing import CliRunner
-
-    from cli.sltrain_app import app
     from sltrain import recipes
 
     monkeypatch.setitem(recipes.RECIPES, "toy", recipes.RecipeEntry(*entry))
-    proc = CliRunner().invoke(app, ["pretrain", str(_toy(tmp_path))])
-    assert proc.exit_code == 2, proc.output
-    assert message in " ".join(proc.stderr.split()) and "Traceback" not in proc.output
-    unknown = CliRunner().invoke(app, ["pretrain", str(_write(tmp_path, {**MINIMAL, "recipe": "toy2"}))])
-    assert unknown.exit_code == 2 and "unknown recipe 'toy2' (allowed: dpc, islr, sign_llava, toy)" in unknown.stderr
+    proc = invoke_cli("sltrain", "pretrain", _toy(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert message in " ".join(proc.stderr.split())
+    assert_no_traceback(proc)
+    unknown = invoke_cli("sltrain", "pretrain", _write(tmp_path, {**MINIMAL, "recipe": "toy2"}))
+    assert unknown.returncode == 2 and "unknown recipe 'toy2' (allowed: dpc, islr, sign_llava, toy)" in unknown.stderr
 
 
 @pytest.mark.parametrize("config,old", [("islr_smoke_cpu.yaml", "data.eval_batch_size"),
                                         ("sign_llava_smoke_cpu.yaml", "model.eval_batch_size")])
 def test_eval_batch_size_lives_in_trainer_and_its_old_place_names_the_new_key(config: str, old: str,
                                                                              tmp_path: Path, monkeypatch) -> None:
-    from typer.testing import CliRunner
-
-    from cli.sltrain_app import app
-
     monkeypatch.chdir(tmp_path)
 
     cfg = load_config(ROOT / "configs" / config, ["trainer.eval_batch_size=3"])
@@ -292,6 +282,6 @@ def test_eval_batch_size_lives_in_trainer_and_its_old_place_names_the_new_key(co
     with pytest.raises(ConfigError, match=rf"  {old}: moved to trainer.eval_batch_size \(set it there\)"):
         load_config(ROOT / "configs" / config, [f"{old}=3"])
     command = "finetune" if config.startswith("islr") else "pretrain"
-    proc = CliRunner().invoke(app, [command, str(ROOT / "configs" / config), "--set", f"{old}=3"])
-    assert proc.exit_code == 2 and f"{old}: moved to trainer.eval_batch_size" in proc.stderr, proc.output
+    proc = invoke_cli("sltrain", command, ROOT / "configs" / config, "--set", f"{old}=3", cwd=tmp_path)
+    assert proc.returncode == 2 and f"{old}: moved to trainer.eval_batch_size" in proc.stderr, proc.stderr
     assert not (tmp_path / "runs").exists()

@@ -25,7 +25,7 @@ from sltrain.config import build_config, load_config
 from sltrain.loop import train
 from sltrain.metrics import read_csv
 from sltrain.recipes import build_recipe
-from tests.conftest import BIN, ROOT, assert_no_traceback, run_cli, tmpfs
+from tests.conftest import BIN, ROOT, assert_no_traceback, invoke_cli, run_cli, tmpfs
 
 TINY = {
     "recipe": "dpc",
@@ -156,7 +156,7 @@ def test_invalid_pose_input_is_refused_with_findings(tmp_path: Path) -> None:
         f.attrs["keypoint_set"] = "openhands75"
         f.create_dataset("keypoints/v0", data=np.zeros((40, 75, 3), np.float32))
         f.create_dataset("visibility/v0", data=np.zeros((39, 75), np.float32))  # frame counts differ
-    proc = run_cli("sltrain", "pretrain", _cfg_file(tmp_path, data={"path": str(bad)}), cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", _cfg_file(tmp_path, data={"path": str(bad)}), cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert_no_traceback(proc)
     assert "pose-shape" in proc.stderr and "refusing to train" in proc.stderr
@@ -164,7 +164,7 @@ def test_invalid_pose_input_is_refused_with_findings(tmp_path: Path) -> None:
 
 
 def test_unusable_inputs_exit_2(poses: Path, tmp_path: Path) -> None:
-    proc = run_cli("sltrain", "pretrain", _cfg_file(tmp_path, data={"path": "absent.h5"}), cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", _cfg_file(tmp_path, data={"path": "absent.h5"}), cwd=tmp_path)
     assert proc.returncode == 2 and "absent.h5" in proc.stderr
     assert_no_traceback(proc)
     # every video shorter than a window, and short videos skipped: nothing to train on (a UserError: exit 2)
@@ -372,7 +372,7 @@ def test_out_dir_that_is_or_is_below_a_file_exits_2(poses: Path, tmp_path: Path,
     (tmp_path / "afile").write_text("not a directory\n")
     out = "afile" if where == "file" else "afile/run"
     cfg = _cfg_file(tmp_path, data={"path": str(poses)}, trainer={"out_dir": out})
-    line = _one_error_line(run_cli("sltrain", "pretrain", cfg, "--quiet", cwd=tmp_path))
+    line = _one_error_line(invoke_cli("sltrain", "pretrain", cfg, "--quiet", cwd=tmp_path))
     expected = ("trainer.out_dir afile: exists and is not a directory" if where == "file"
                 else "trainer.out_dir afile/run: afile is a file, not a directory")
     assert line == f"error: {expected}"

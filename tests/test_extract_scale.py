@@ -23,7 +23,7 @@ from sldata.extract.spool import FrameSpool, write_spooled_pkl
 from sldata.errors import UserError
 from sldata.io import TMP_MARK
 from sldata.pose import PoseSample, load_pkl, save_pkl
-from tests.conftest import BIN, assert_no_traceback, run_cli
+from tests.conftest import BIN, assert_no_traceback, invoke_cli, run_cli
 
 SAMPLE = Path(__file__).parent / "data" / "astronaut.mp4"
 
@@ -104,13 +104,13 @@ def test_job_array_with_a_video_added_between_tasks_loses_none(tmp_path: Path) -
         seen += [p for p in pkls(out) if p not in seen]
     assert pkls(out) == sorted([f"v{i:02d}.pkl" for i in range(13)] + [late_done.replace(".mp4", ".pkl")])
     # The one video whose task had already run is named by the final check; rerunning its task fixes it.
-    proc = run_cli("sldata", "validate", out, "--videos", videos, "--json")
+    proc = invoke_cli("sldata", "validate", out, "--videos", videos, "--json")
     assert_no_traceback(proc)
     assert proc.returncode == 1
     assert [(e["code"], e["video"]) for e in json.loads(proc.stdout)["errors"]] == [("pose-missing", late_missed)]
     rep = run_extraction(videos, out, num_shards=3, shard_index=0, workers=1, in_process=True)
     assert rep.extracted == 1 and rep.skipped == rep.total - 1
-    assert run_cli("sldata", "validate", out, "--videos", videos).returncode == 0
+    assert invoke_cli("sldata", "validate", out, "--videos", videos).returncode == 0
 
 
 def test_validate_videos_reports_every_missing_pose_with_its_last_failure(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_validate_videos_reports_every_missing_pose_with_its_last_failure(tmp_pa
     rep = run_extraction(videos, out, workers=1, in_process=True)
     assert rep.extracted == 1 and [f["video"] for f in rep.failed] == ["broken.mp4"]
     tiny(videos / "late" / "new.mp4")  # never attempted
-    proc = run_cli("sldata", "validate", out, "--videos", videos, "--json")
+    proc = invoke_cli("sldata", "validate", out, "--videos", videos, "--json")
     assert_no_traceback(proc)
     assert proc.returncode == 1
     errors = {e["video"]: e for e in json.loads(proc.stdout)["errors"]}
@@ -130,14 +130,14 @@ def test_validate_videos_reports_every_missing_pose_with_its_last_failure(tmp_pa
     # A pose folder where nothing succeeded yet is still checked (not "unknown layout").
     empty = tmp_path / "nothing"
     empty.mkdir()
-    proc = run_cli("sldata", "validate", empty, "--videos", videos)
+    proc = invoke_cli("sldata", "validate", empty, "--videos", videos)
     assert proc.returncode == 1 and "pose-missing" in proc.stdout and "3" in proc.stdout
     # The packed h5 is checked the same way, by key.
     (videos / "broken.mp4").unlink()
     (videos / "late" / "new.mp4").unlink()
     h5 = tmp_path / "poses.h5"
-    assert run_cli("sldata", "pkl2h5", out, "-o", h5).returncode == 0
-    proc = run_cli("sldata", "validate", h5, "--videos", videos)
+    assert invoke_cli("sldata", "pkl2h5", out, "-o", h5).returncode == 0
+    proc = invoke_cli("sldata", "validate", h5, "--videos", videos)
     assert proc.returncode == 0, proc.stdout
 
 
@@ -271,7 +271,7 @@ def test_non_utf8_file_names_extract_and_report(tmp_path: Path) -> None:
     assert_no_traceback(proc)
     rep = json.loads(proc.stdout)
     assert rep["skipped"] == 2 and rep["failed"] == [{"video": "bad\\xff.mkv", "reason": rep["failed"][0]["reason"]}]
-    proc = run_cli("sldata", "validate", out, "--videos", videos, "--json")
+    proc = invoke_cli("sldata", "validate", out, "--videos", videos, "--json")
     assert_no_traceback(proc)
     assert [e["video"] for e in json.loads(proc.stdout)["errors"]] == ["bad\\xff.mkv"]
 

@@ -15,7 +15,7 @@ from sldata.errors import UserError
 from sldata.features import FeatureDataset, detect_layout, shard_path
 from sldata.mock import write_mock
 
-from .conftest import assert_no_traceback, run_cli
+from .conftest import assert_no_traceback, invoke_cli
 
 
 def test_detects_both_layouts(mock_v1: Path, mock_v2: Path) -> None:
@@ -113,15 +113,15 @@ def test_missing_split_is_a_user_error(mock_v1: Path) -> None:
 
 
 def test_mock_cli_defaults_and_refusal(tmp_path: Path) -> None:
-    p = run_cli("sldata", "mock", "--quiet", cwd=tmp_path)
+    p = invoke_cli("sldata", "mock", "--quiet", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "mock_data" / "annotation.train.json").exists()
-    p = run_cli("sldata", "mock", "--layout", "v2", "--quiet", cwd=tmp_path)
+    p = invoke_cli("sldata", "mock", "--layout", "v2", "--quiet", cwd=tmp_path)
     assert p.returncode == 0 and (tmp_path / "mock_data_multi" / "dino" / "metadata_dino.train.json").exists()
-    p = run_cli("sldata", "mock", "--quiet", cwd=tmp_path)
+    p = invoke_cli("sldata", "mock", "--quiet", cwd=tmp_path)
     assert p.returncode == 2 and "--overwrite" in p.stderr
     assert_no_traceback(p)
-    p = run_cli("sldata", "mock", "x", "--layout", "v3", cwd=tmp_path)
+    p = invoke_cli("sldata", "mock", "x", "--layout", "v3", cwd=tmp_path)
     assert p.returncode == 2
     assert_no_traceback(p)
 
@@ -135,7 +135,7 @@ def test_mock_cli_defaults_and_refusal(tmp_path: Path) -> None:
 ])
 def test_mock_refuses_unusable_names_and_file_out(tmp_path: Path, args: tuple, needle: str) -> None:
     (tmp_path / "afile").write_text("keep")
-    p = run_cli("sldata", "mock", *args, "--quiet", cwd=tmp_path)
+    p = invoke_cli("sldata", "mock", *args, "--quiet", cwd=tmp_path)
     assert_no_traceback(p)
     assert p.returncode == 2 and needle in p.stderr, p.stderr
     assert not (tmp_path / "x").exists() and (tmp_path / "afile").read_text() == "keep"

@@ -18,7 +18,7 @@ from sldata.interop import export_pose, import_pose
 from sldata.io import TMP_MARK
 from sldata.pose import PoseH5, PoseH5Writer, PoseSample
 
-from .conftest import assert_no_traceback, run_cli
+from .conftest import assert_no_traceback, invoke_cli, run_cli
 
 
 def sample(n: int, frames: int, seed: int, fps: float = 29.97, size: tuple | None = (1280, 720)) -> PoseSample:
@@ -136,7 +136,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
     with open(tmp_path / "out" / "openpose.pose", "wb") as fh:
         Pose(other, NumPyPoseBody(fps=25, data=np.zeros((2, 1, 5, 2), np.float32),
                                   confidence=np.ones((2, 1, 5), np.float32))).write(fh)
-    proc = run_cli("sldata", "import-pose", tmp_path / "out", "-o", tmp_path / "o.h5")
+    proc = invoke_cli("sldata", "import-pose", tmp_path / "out", "-o", tmp_path / "o.h5")
     assert proc.returncode == 1, proc.stderr  # the work ran; two inputs failed
     assert_no_traceback(proc)
     assert "broken.pose" in proc.stdout and "openpose.pose" in proc.stdout and "POSE_LANDMARKS" in proc.stdout
@@ -152,7 +152,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
                  ["import-pose", tmp_path / "nothing", "-o", tmp_path / "e.h5"],
                  ["export-pose", tmp_path / "nothing.h5", "-o", tmp_path / "x"],
                  ["export-pose", tmp_path / "p.h5", "--to", "openpose", "-o", tmp_path / "x"]):
-        proc = run_cli("sldata", *args)
+        proc = invoke_cli("sldata", *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert_no_traceback(proc)
     assert not (tmp_path / "e.h5").exists()
@@ -161,10 +161,10 @@ def test_bad_inputs(tmp_path: Path) -> None:
 def test_cli_round_trip_and_rerun(tmp_path: Path) -> None:
     src = write_src(tmp_path / "p.h5")
     for _ in range(2):  # a rerun overwrites each file atomically
-        proc = run_cli("sldata", "export-pose", src, "--to", "pose", "-o", tmp_path / "out")
+        proc = invoke_cli("sldata", "export-pose", src, "--to", "pose", "-o", tmp_path / "out")
         assert proc.returncode == 0, proc.stderr
     assert not [p for p in (tmp_path / "out").iterdir() if TMP_MARK in p.name]
-    proc = run_cli("sldata", "import-pose", tmp_path / "out", "-o", tmp_path / "back.h5", "--json")
+    proc = invoke_cli("sldata", "import-pose", tmp_path / "out", "-o", tmp_path / "back.h5", "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"count": 2' in proc.stdout
 
@@ -205,11 +205,11 @@ def test_pose_formats_visualizer_draws_our_export(tmp_path: Path) -> None:
 
 def test_import_never_writes_over_an_input_pose(tmp_path: Path) -> None:
     src = write_src(tmp_path / "p.h5")
-    assert run_cli("sldata", "export-pose", src, "--to", "pose", "-o", tmp_path / "out").returncode == 0
+    assert invoke_cli("sldata", "export-pose", src, "--to", "pose", "-o", tmp_path / "out").returncode == 0
     target = tmp_path / "out" / "vid_a.pose"
     before = target.read_bytes()
     for args in ((tmp_path / "out", "-o", target), (target, "-o", target)):
-        proc = run_cli("sldata", "import-pose", *args)
+        proc = invoke_cli("sldata", "import-pose", *args)
         assert_no_traceback(proc)
         assert proc.returncode == 2 and "this output is the input" in proc.stderr, proc.stderr
     assert target.read_bytes() == before
@@ -223,6 +223,6 @@ def test_export_malformed_video_is_exit_2(tmp_path: Path, shape: tuple, needle: 
     with h5py.File(src, "a") as h:  # a video damaged by another tool; key ':a:' must stay text, not an emoji
         h.create_dataset("keypoints/:a:", data=np.zeros(shape, np.float32))
         h.create_dataset("visibility/:a:", data=np.zeros(shape[:2], np.float32))
-    proc = run_cli("sldata", "export-pose", src, "--to", "pose", "-o", tmp_path / "out")
+    proc = invoke_cli("sldata", "export-pose", src, "--to", "pose", "-o", tmp_path / "out")
     assert_no_traceback(proc)
     assert proc.returncode == 2 and needle in proc.stderr and ":a:" in proc.stderr, proc.stderr

@@ -14,7 +14,7 @@ import pytest
 from sldata.errors import UserError
 from sldata.merge import merge_pose
 from sldata.pose import PoseH5, PoseH5Writer, PoseSample
-from tests.conftest import assert_no_traceback, run_cli
+from tests.conftest import assert_no_traceback, invoke_cli
 
 
 def _sample(frames: int, n: int = 75, seed: int = 0) -> PoseSample:
@@ -57,7 +57,7 @@ def test_merge_is_bit_exact_and_combines_provenance(tmp_path: Path) -> None:
     c = _h5(tmp_path / "task2.h5", {}, extra={"task": "same"})  # an array task that found no videos
     before = _digest(a, b, c)
     out = tmp_path / "all.h5"
-    proc = run_cli("sldata", "merge-pose", a, b, c, "-o", out, "--json")
+    proc = invoke_cli("sldata", "merge-pose", a, b, c, "-o", out, "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
     assert rep["videos"] == 5 and rep["keypoint_set"] == "openhands75"
@@ -81,7 +81,7 @@ def test_merge_is_bit_exact_and_combines_provenance(tmp_path: Path) -> None:
     with PoseH5(out) as p:
         ref = _sample(70 + 13 * 4, seed=4)
         assert np.array_equal(p.keypoints("v4"), ref.keypoints) and p.video_attrs("v4")["fps"] == 25.0 + 4 / 7
-    proc = run_cli("sldata", "validate", out)
+    proc = invoke_cli("sldata", "validate", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _leftovers(tmp_path) == []
 
@@ -105,7 +105,7 @@ def test_clashes_exit_2_and_write_nothing(tmp_path: Path, case: str) -> None:
         b = _h5(tmp_path / "b.h5", {"v3": 3}, n=543)
         needle = "the inputs hold different keypoint sets (a.h5: openhands75, b.h5: holistic543)"
     out = tmp_path / "out.h5"
-    proc = run_cli("sldata", "merge-pose", a, b, "-o", out)
+    proc = invoke_cli("sldata", "merge-pose", a, b, "-o", out)
     assert_no_traceback(proc)
     assert proc.returncode == 2, proc.stderr
     assert needle in " ".join(proc.stderr.split()), proc.stderr
@@ -126,7 +126,7 @@ def test_garbled_chunk_names_file_and_key(tmp_path: Path) -> None:
     b = _h5(tmp_path / "b.h5", {"v2": 2, "v3": 3})
     _garble_first_chunk(b, "keypoints", "v3")
     out = tmp_path / "out.h5"
-    proc = run_cli("sldata", "merge-pose", a, b, "-o", out)
+    proc = invoke_cli("sldata", "merge-pose", a, b, "-o", out)
     assert_no_traceback(proc)
     assert proc.returncode == 2, proc.stderr
     msg = " ".join(proc.stderr.split())
@@ -144,7 +144,7 @@ def test_output_that_is_an_input_or_a_directory_is_refused(tmp_path: Path) -> No
     before = _digest(a, b)
     for out, needle in ((a, "this output is the input"), (tmp_path / "link.h5", "this output is the input"),
                         (tmp_path / "hard.h5", "this output is the input"), (tmp_path / "adir", "is a directory")):
-        proc = run_cli("sldata", "merge-pose", a, b, "-o", out)
+        proc = invoke_cli("sldata", "merge-pose", a, b, "-o", out)
         assert_no_traceback(proc)
         assert proc.returncode == 2, (out, proc.stderr)
         assert needle in " ".join(proc.stderr.split()), proc.stderr
@@ -158,7 +158,7 @@ def test_output_that_is_an_input_or_a_directory_is_refused(tmp_path: Path) -> No
         f["x"] = [1]
     (tmp_path / "text.h5").write_text("not hdf5")
     for bad, needle in ((not_pose, "not a pose h5"), (tmp_path / "text.h5", "cannot open as HDF5")):
-        proc = run_cli("sldata", "merge-pose", a, bad, "-o", tmp_path / "m.h5")
+        proc = invoke_cli("sldata", "merge-pose", a, bad, "-o", tmp_path / "m.h5")
         assert_no_traceback(proc)
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
     assert not (tmp_path / "m.h5").exists()

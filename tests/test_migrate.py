@@ -24,7 +24,7 @@ from sldata.shard.copy import run_job as _REAL_RUN_JOB
 from sldata.upgrade import upgrade_annotation
 from sldata.validate import validate
 
-from .conftest import BIN, assert_no_traceback, run_cli
+from .conftest import BIN, assert_no_traceback, invoke_cli
 
 REPS = ["dino", "mae", "pose", "sign2vec"]
 
@@ -141,37 +141,37 @@ def test_recompress_and_select(mock_v1: Path, tmp_path: Path) -> None:
                 assert x.dtype == y.dtype and np.array_equal(x, y)
                 ds = d.group(video, rep)[clip]
                 assert ds.compression == "gzip" and ds.compression_opts == 4
-    proc = run_cli("sldata", "shard", mock_v1, tmp_path / "bad", "--compression", "zstd")
+    proc = invoke_cli("sldata", "shard", mock_v1, tmp_path / "bad", "--compression", "zstd")
     assert proc.returncode == 2 and "--compression" in proc.stderr
     assert_no_traceback(proc)
-    proc = run_cli("sldata", "shard", mock_v1, tmp_path / "bad", "--reps", "dino,nope")
+    proc = invoke_cli("sldata", "shard", mock_v1, tmp_path / "bad", "--reps", "dino,nope")
     assert proc.returncode == 2 and "nope" in proc.stderr and not (tmp_path / "bad").exists()
 
 
 # --- the CLI as a user runs it ----------------------------------------------------------------
 
 def test_default_arguments_quick_start(tmp_path: Path) -> None:
-    assert run_cli("sldata", "mock", "--quiet", cwd=tmp_path).returncode == 0
-    proc = run_cli("sldata", "shard", "--size", "1000", cwd=tmp_path)
+    assert invoke_cli("sldata", "mock", "--quiet", cwd=tmp_path).returncode == 0
+    proc = invoke_cli("sldata", "shard", "--size", "1000", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert_no_traceback(proc)
     out = tmp_path / "mock_data_multi"
     assert detect_layout(out).kind == "v2" and "verified" in proc.stdout
     assert all(set(_metadata(out, r, s).values()) == {0} for r in REPS for s in ("train", "dev"))
-    proc = run_cli("sldata", "validate", "mock_data_multi/", cwd=tmp_path)
+    proc = invoke_cli("sldata", "validate", "mock_data_multi/", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # an existing non-empty DST is refused, untouched; --overwrite replaces it (trailing slash on SRC)
     marker = out / "keep.txt"
     marker.write_text("mine")
-    proc = run_cli("sldata", "shard", "mock_data/", "--size", "4", cwd=tmp_path)
+    proc = invoke_cli("sldata", "shard", "mock_data/", "--size", "4", cwd=tmp_path)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr and marker.read_text() == "mine"
     assert_no_traceback(proc)
     # --overwrite replaces only a directory holding nothing but a dataset: the user's file stays
-    proc = run_cli("sldata", "shard", "mock_data/", "--size", "4", "--overwrite", cwd=tmp_path)
+    proc = invoke_cli("sldata", "shard", "mock_data/", "--size", "4", "--overwrite", cwd=tmp_path)
     assert proc.returncode == 2 and "did not write" in proc.stderr and marker.read_text() == "mine"
     assert_no_traceback(proc)
     marker.unlink()
-    proc = run_cli("sldata", "shard", "mock_data/", "--size", "4", "--overwrite", cwd=tmp_path)
+    proc = invoke_cli("sldata", "shard", "mock_data/", "--size", "4", "--overwrite", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     videos = list(json.loads((tmp_path / "mock_data/annotation.train.json").read_text()))
     assert _metadata(out, "dino", "train") == {v: i // 4 for i, v in enumerate(videos)}
@@ -185,7 +185,7 @@ def test_empty_dst_dir_is_fine_and_dst_inside_src_refused(mock_v1: Path, tmp_pat
     assert shard(mock_v1, empty, size=5).written
     _assert_valid(empty)
     for bad in (mock_v1, mock_v1 / "inner", tmp_path):
-        proc = run_cli("sldata", "shard", mock_v1, bad, "--overwrite")
+        proc = invoke_cli("sldata", "shard", mock_v1, bad, "--overwrite")
         assert proc.returncode == 2 and "must not be SRC" in proc.stderr, bad
     assert detect_layout(mock_v1).kind == "v1"
     with pytest.raises(UserError, match="--size"):
@@ -197,7 +197,7 @@ def test_dst_that_is_a_file_is_exit_2_and_untouched(mock_v1: Path, tmp_path: Pat
         dst = tmp_path / "afile"
         dst.write_bytes(content)
         for extra in ((), ("--overwrite",)):
-            proc = run_cli("sldata", "shard", mock_v1, dst, "--size", "5", *extra)
+            proc = invoke_cli("sldata", "shard", mock_v1, dst, "--size", "5", *extra)
             assert_no_traceback(proc)
             assert proc.returncode == 2 and "not a directory" in proc.stderr, (content, extra, proc.stderr)
             assert dst.read_bytes() == content
@@ -206,14 +206,14 @@ def test_dst_that_is_a_file_is_exit_2_and_untouched(mock_v1: Path, tmp_path: Pat
 
 def test_dry_run_prints_plan_writes_nothing(mock_v1: Path, tmp_path: Path) -> None:
     listing = sorted(p.name for p in tmp_path.rglob("*"))
-    proc = run_cli("sldata", "shard", mock_v1, "--size", "2", "--dry-run", "--json")
+    proc = invoke_cli("sldata", "shard", mock_v1, "--size", "2", "--dry-run", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["written"] is False and report["dst"] == str(tmp_path / "mock_data_multi")
     assert {(i["rep"], i["split"]) for i in report["items"]} == {(r, s) for r in REPS for s in ("train", "dev")}
     assert all(i["videos_per_shard"] == [2, 1] and i["clips"] == 36 and i["bytes"] > 0 for i in report["items"])
     assert report["bytes"] == sum(i["bytes"] for i in report["items"])
-    proc = run_cli("sldata", "shard", mock_v1, "--size", "2", "--dry-run")
+    proc = invoke_cli("sldata", "shard", mock_v1, "--size", "2", "--dry-run")
     assert proc.returncode == 0 and "dry run: nothing written" in proc.stdout and "2 + 1" in proc.stdout
     assert sorted(p.name for p in tmp_path.rglob("*")) == listing
 
@@ -229,13 +229,13 @@ def test_missing_and_extra_videos_are_reported(mock_v1: Path, tmp_path: Path) ->
         del f[videos[0]]["11"]
     before = _sha256_tree(mock_v1)
 
-    proc = run_cli("sldata", "shard", mock_v1, tmp_path / "strict", "--size", "2", "--strict", "--json")
+    proc = invoke_cli("sldata", "shard", mock_v1, tmp_path / "strict", "--size", "2", "--strict", "--json")
     assert proc.returncode == 1 and not (tmp_path / "strict").exists()
     assert json.loads(proc.stdout)["ok"] is False
-    proc = run_cli("sldata", "shard", mock_v1, tmp_path / "strict", "--size", "2", "--strict", "--quiet")
+    proc = invoke_cli("sldata", "shard", mock_v1, tmp_path / "strict", "--size", "2", "--strict", "--quiet")
     assert proc.returncode == 1 and "--strict: 2 annotated" in proc.stderr and not (tmp_path / "strict").exists()
 
-    proc = run_cli("sldata", "shard", mock_v1, tmp_path / "out", "--size", "2", "--json")
+    proc = invoke_cli("sldata", "shard", mock_v1, tmp_path / "out", "--size", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     found = {(f["code"], f["rep"], f["video"], f["clip"]) for f in json.loads(proc.stdout)["findings"]}
     assert found == {("video-missing", "pose", videos[1], None), ("extra-video", "dino", "stray_video", None),
@@ -247,7 +247,7 @@ def test_missing_and_extra_videos_are_reported(mock_v1: Path, tmp_path: Path) ->
     report = validate(out)
     assert {(f.code, f.rep, f.video) for f in report.errors} == {("video-missing", "pose", videos[1]),
                                                                 ("clip-missing", "dino", videos[0])}
-    proc = run_cli("sldata", "shard", mock_v1, tmp_path / "out2", "--size", "2")
+    proc = invoke_cli("sldata", "shard", mock_v1, tmp_path / "out2", "--size", "2")
     assert proc.returncode == 0 and "video-missing" in proc.stdout and "stray_video" in proc.stdout
     assert _sha256_tree(mock_v1) == before
 
@@ -265,17 +265,17 @@ def test_broken_source_is_a_clear_error_and_no_dst(mock_v1: Path, tmp_path: Path
             video = next(iter(h))
             del h[video]
             h.create_dataset(video, data=np.zeros((3, 768), np.float16))
-    proc = run_cli("sldata", "shard", mock_v1, tmp_path / "out", "--size", size)
+    proc = invoke_cli("sldata", "shard", mock_v1, tmp_path / "out", "--size", size)
     assert proc.returncode == 2 and "mae.dev.h5" in proc.stderr, proc.stderr
     assert_no_traceback(proc)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mock_data"]
 
 
 def test_not_a_dataset_is_exit_2(tmp_path: Path) -> None:
-    proc = run_cli("sldata", "shard", "--size", "3", cwd=tmp_path)
+    proc = invoke_cli("sldata", "shard", "--size", "3", cwd=tmp_path)
     assert proc.returncode == 2 and "mock_data" in proc.stderr
     (tmp_path / "empty").mkdir()
-    proc = run_cli("sldata", "shard", "empty", cwd=tmp_path)
+    proc = invoke_cli("sldata", "shard", "empty", cwd=tmp_path)
     assert proc.returncode == 2 and "not a feature dataset" in proc.stderr
     assert_no_traceback(proc)
 
@@ -317,7 +317,7 @@ def test_sigkill_mid_run_then_rerun(tmp_path: Path) -> None:
     assert not dst.exists() and stale and stale[0].exists()  # half a result, under a temporary name only
     assert _sha256_tree(src) == before
 
-    rerun = run_cli("sldata", "shard", src, "--size", "20", "--json")
+    rerun = invoke_cli("sldata", "shard", src, "--size", "20", "--json")
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["removed_stale"] == [str(stale[0])]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "big_multi"]

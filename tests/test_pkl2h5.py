@@ -16,7 +16,7 @@ import pytest
 from sldata.errors import UserError
 from sldata.pack import pkl2h5
 from sldata.pose import PoseH5, PoseSample, save_pkl
-from tests.conftest import assert_no_traceback, run_cli, tmpfs
+from tests.conftest import assert_no_traceback, invoke_cli, run_cli, tmpfs
 
 OPTIONS = {"keypoints": "openhands75", "model_complexity": 1, "pkl_schema": 1}
 
@@ -51,7 +51,7 @@ def test_pack_is_bit_exact_with_provenance_and_validates(pkls: Path, tmp_path: P
 
     before = _digest(pkls)
     out = tmp_path / "pose.h5"
-    proc = run_cli("sldata", "pkl2h5", pkls, "-o", out)
+    proc = invoke_cli("sldata", "pkl2h5", pkls, "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert "packed 3 videos" in proc.stdout
     assert _digest(pkls) == before  # inputs untouched
@@ -76,13 +76,13 @@ def test_pack_is_bit_exact_with_provenance_and_validates(pkls: Path, tmp_path: P
         assert f["keypoints/vid_a"].chunks == (5, 75, 3)
     report = validate(out)
     assert report.ok and not report.errors, [f.message for f in report.errors]
-    proc = run_cli("sldata", "validate", out)
+    proc = invoke_cli("sldata", "validate", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_float16_and_json_report(pkls: Path, tmp_path: Path) -> None:
     out = tmp_path / "half.h5"
-    proc = run_cli("sldata", "pkl2h5", pkls, "-o", out, "--dtype", "float16", "--json")
+    proc = invoke_cli("sldata", "pkl2h5", pkls, "-o", out, "--dtype", "float16", "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
     assert rep["ok"] is True and rep["packed"] == 3 and rep["frames"] == 434 and rep["dtype"] == "float16"
@@ -109,7 +109,7 @@ def test_bad_pkls_are_reported_and_skipped(pkls: Path, tmp_path: Path, monkeypat
     (pkls / "ints.pkl").write_bytes(pickle.dumps({"keypoints": np.zeros((3, 75, 3), np.int64),
                                                   "confidences": np.zeros((3, 75), np.int64)}))
     out = tmp_path / "pose.h5"
-    proc = run_cli("sldata", "pkl2h5", pkls, "-o", out, "--json", cwd=tmp_path)
+    proc = invoke_cli("sldata", "pkl2h5", pkls, "-o", out, "--json", cwd=tmp_path)
     assert_no_traceback(proc)
     assert proc.returncode == 1
     rep = json.loads(proc.stdout)
@@ -191,7 +191,7 @@ def test_unusable_inputs_exit_2(tmp_path: Path) -> None:
                          ((dup, "-o", tmp_path / "a.h5", "--dtype", "int8"), "float32 or float16"),
                          ((dup / "sub", "-o", empty), "is a directory; an output file never replaces a directory"),
                          ((dup / "sub", "-o", tmp_path), "this output directory holds the input")):
-        proc = run_cli("sldata", "pkl2h5", *args)
+        proc = invoke_cli("sldata", "pkl2h5", *args)
         assert_no_traceback(proc)
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in " ".join(proc.stderr.split()), proc.stderr
@@ -204,7 +204,7 @@ def test_an_output_that_is_not_a_pose_h5_is_never_replaced(pkls: Path, tmp_path:
     for cmd in (("pkl2h5", pkls), ("merge-pose", tmp_path / "x.h5")):
         if cmd[0] == "merge-pose":
             assert pkl2h5(pkls, tmp_path / "x.h5").ok
-        proc = run_cli("sldata", *cmd, "-o", labels)
+        proc = invoke_cli("sldata", *cmd, "-o", labels)
         assert_no_traceback(proc)
         assert proc.returncode == 2, proc.stderr
         assert f"{labels} exists and is not a pose h5 written by sldata; refusing to replace it" in " ".join(proc.stderr.split())
@@ -213,7 +213,7 @@ def test_an_output_that_is_not_a_pose_h5_is_never_replaced(pkls: Path, tmp_path:
 
 def test_output_that_is_an_input_pkl_is_refused(pkls: Path) -> None:
     before = _digest(pkls)
-    proc = run_cli("sldata", "pkl2h5", pkls, "-o", pkls / "vid_a.pkl")
+    proc = invoke_cli("sldata", "pkl2h5", pkls, "-o", pkls / "vid_a.pkl")
     assert_no_traceback(proc)
     assert proc.returncode == 2, proc.stderr
     assert "this output is the input" in " ".join(proc.stderr.split()), proc.stderr
@@ -269,7 +269,7 @@ def test_workers_write_the_same_bytes_as_the_writer(pkls: Path, tmp_path: Path) 
             w.add(p.stem, s, source=s.extra["meta"].get("source", p.relative_to(pkls).as_posix()))
     one, three = tmp_path / "w1.h5", tmp_path / "w3.h5"
     r1 = pkl2h5(pkls, one, workers=1)
-    proc = run_cli("sldata", "pkl2h5", pkls, "-o", three, "--workers", "3", "--json")
+    proc = invoke_cli("sldata", "pkl2h5", pkls, "-o", three, "--workers", "3", "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
     assert (rep["packed"], rep["resumed"], rep["failed"]) == (3, 0, 0) and r1.packed == 3
@@ -304,7 +304,7 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path: Pa
     finally:
         proc.wait()
     assert not out.exists()  # nothing that looks complete
-    proc = run_cli("sldata", "pkl2h5", src, "-o", out, "-w", "2", "--json")
+    proc = invoke_cli("sldata", "pkl2h5", src, "-o", out, "-w", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
     assert rep["packed"] == 400 and rep["failed"] == 0 and 0 < rep["resumed"] < 400, rep
@@ -440,7 +440,7 @@ def test_non_utf8_file_names_become_escaped_keys(tmp_path: Path) -> None:
     save_pkl(src / name, _sample(4, seed=9))
     save_pkl(src / "plain.pkl", _sample(3, seed=8))
     out = tmp_path / "odd.h5"
-    proc = run_cli("sldata", "pkl2h5", src, "-o", out, "--json")
+    proc = invoke_cli("sldata", "pkl2h5", src, "-o", out, "--json")
     assert_no_traceback(proc)
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(proc.stdout)
@@ -451,7 +451,7 @@ def test_non_utf8_file_names_become_escaped_keys(tmp_path: Path) -> None:
         assert p.keys() == ["caf\\xe9", "plain"]
         assert p.video_attrs("caf\\xe9")["source"] == "caf\\xe9.pkl"
         assert np.array_equal(p.keypoints("caf\\xe9"), _sample(4, seed=9).keypoints)
-    proc = run_cli("sldata", "pkl2h5", src, "-o", out)  # the summary prints too
+    proc = invoke_cli("sldata", "pkl2h5", src, "-o", out)  # the summary prints too
     assert proc.returncode == 0 and "caf\\xe9.pkl" in proc.stderr, proc.stderr
 
 
@@ -460,7 +460,7 @@ def test_an_output_linked_to_an_input_is_refused(pkls: Path, tmp_path: Path) -> 
     os.link(pkls / "vid_b.pkl", tmp_path / "hard.h5")
     before = _digest(pkls)
     for out in (tmp_path / "sym.h5", tmp_path / "hard.h5"):
-        proc = run_cli("sldata", "pkl2h5", pkls, "-o", out)
+        proc = invoke_cli("sldata", "pkl2h5", pkls, "-o", out)
         assert_no_traceback(proc)
         assert proc.returncode == 2, proc.stderr
         assert "this output is the input" in " ".join(proc.stderr.split()), proc.stderr
@@ -476,7 +476,7 @@ def test_a_second_run_on_the_same_output_is_refused(pkls: Path, tmp_path: Path) 
     merged = tmp_path / "merged.h5"
     assert pkl2h5(pkls, tmp_path / "a.h5").ok
     out.write_bytes((tmp_path / "a.h5").read_bytes())  # the running pack's earlier output
-    assert run_cli("sldata", "merge-pose", tmp_path / "a.h5", "-o", merged).returncode == 0
+    assert invoke_cli("sldata", "merge-pose", tmp_path / "a.h5", "-o", merged).returncode == 0
     before = out.read_bytes(), merged.read_bytes()
     with output_lock(out, "pose h5"), output_lock(merged, "pose h5"):
         runs = [(out, run_cli("sldata", "pkl2h5", pkls, "-o", out)),

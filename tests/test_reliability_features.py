@@ -26,7 +26,7 @@ import pytest
 from sldata.io import TMP_MARK, is_temporary
 from sldata.mock import write_mock
 
-from .conftest import BIN, assert_no_traceback, run_cli, tmpfs
+from .conftest import BIN, assert_no_traceback, invoke_cli, run_cli, tmpfs
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def test_upgrade_keeps_big_integers_and_key_order(tmp_path: Path) -> None:
             "nested": {"id": 10**30, "b": [2**70, 1.5]}, "a_last": True}
     src.write_text(json.dumps({"vid2": {"1": clip, "0": dict(clip)}, "vid1": {"0": clip}}, indent=1))
     before = tree_hash(src)
-    proc = run_cli("sldata", "upgrade-annotations", src, "-o", tmp_path / "out.json")
+    proc = invoke_cli("sldata", "upgrade-annotations", src, "-o", tmp_path / "out.json")
     assert proc.returncode == 0, proc.stderr
     assert_no_traceback(proc)
     text = (tmp_path / "out.json").read_text()
@@ -122,7 +122,7 @@ def test_duplicate_key_in_annotation(small_v1: Path, tmp_path: Path, kind: str) 
     path.write_text(_dup_video(ann) if kind == "video" else _dup_clip(ann))
     before = tree_hash(small_v1)
 
-    proc = run_cli("sldata", "validate", small_v1, "--json")
+    proc = invoke_cli("sldata", "validate", small_v1, "--json")
     assert proc.returncode == 1, proc.stderr
     assert_no_traceback(proc)
     dups = [e for e in json.loads(proc.stdout)["errors"] if e["code"] == "json-duplicate-key"]
@@ -132,10 +132,10 @@ def test_duplicate_key_in_annotation(small_v1: Path, tmp_path: Path, kind: str) 
             else f"clip key '0' occurs twice in video {video!r}") in dups[0]["message"]
 
     needle = f"video {video!r} occurs twice" if kind == "video" else f"clip key '0' occurs twice in video {video!r}"
-    proc = run_cli("sldata", "upgrade-annotations", path, "-o", tmp_path / "up.json")
+    proc = invoke_cli("sldata", "upgrade-annotations", path, "-o", tmp_path / "up.json")
     one_line_error(proc, 1, "annotation.train.json", needle)
     assert not (tmp_path / "up.json").exists()
-    proc = run_cli("sldata", "shard", small_v1, tmp_path / "dst", "--size", "1")
+    proc = invoke_cli("sldata", "shard", small_v1, tmp_path / "dst", "--size", "1")
     one_line_error(proc, 1, "annotation.train.json", needle)
     assert not (tmp_path / "dst").exists() and not leftovers(tmp_path)
     assert tree_hash(small_v1) == before
@@ -149,11 +149,11 @@ def test_duplicate_key_in_v2_metadata(tmp_path: Path) -> None:
     video = next(iter(mapping))
     meta.write_text(meta.read_text().rstrip().rstrip("}") + f', "{video}": 1}}')
     before = tree_hash(src)
-    proc = run_cli("sldata", "validate", src, "--json")
+    proc = invoke_cli("sldata", "validate", src, "--json")
     assert proc.returncode == 1 and not proc.stderr.strip()
     dups = [e for e in json.loads(proc.stdout)["errors"] if e["code"] == "json-duplicate-key"]
     assert [(d["video"], d["rep"]) for d in dups] == [(video, "dino")]
-    proc = run_cli("sldata", "shard", src, tmp_path / "dst", "--size", "1")
+    proc = invoke_cli("sldata", "shard", src, tmp_path / "dst", "--size", "1")
     one_line_error(proc, 1, "metadata_dino.train.json", f"video {video!r} occurs twice in the metadata")
     assert not (tmp_path / "dst").exists() and not leftovers(tmp_path)
     assert tree_hash(src) == before
@@ -163,7 +163,7 @@ def test_json_nested_too_deeply(small_v1: Path, tmp_path: Path) -> None:
     path = small_v1 / "annotation.train.json"
     path.write_text('{"v": ' + "[" * 100_000 + "]" * 100_000 + "}")
     before = tree_hash(small_v1)
-    proc = run_cli("sldata", "validate", small_v1, "--json")
+    proc = invoke_cli("sldata", "validate", small_v1, "--json")
     assert proc.returncode == 1
     assert_no_traceback(proc)
     bad = [e for e in json.loads(proc.stdout)["errors"] if e["code"] == "json-invalid"]
@@ -171,7 +171,7 @@ def test_json_nested_too_deeply(small_v1: Path, tmp_path: Path) -> None:
     for args in (("upgrade-annotations", path, "-o", tmp_path / "o.json"),
                  ("shard", small_v1, tmp_path / "dst", "--size", "1"),
                  ("stats", small_v1)):
-        one_line_error(run_cli("sldata", *args), 2, "annotation.train.json", "nested too deeply")
+        one_line_error(invoke_cli("sldata", *args), 2, "annotation.train.json", "nested too deeply")
     assert not leftovers(tmp_path) and not (tmp_path / "dst").exists()
     assert tree_hash(small_v1) == before
 
@@ -344,21 +344,21 @@ def test_output_below_a_file_and_long_names(small_v1: Path, tmp_path: Path) -> N
                  ("shard", small_v1, afile / "sub" / "dst", "--size", "1"),
                  ("upgrade-annotations", small_v1 / "annotation.train.json", "-o", afile / "sub" / "x.json"),
                  ("stats", small_v1, "--plots", afile / "sub" / "plots")):
-        line = one_line_error(run_cli("sldata", *args), 2, "afile")
+        line = one_line_error(invoke_cli("sldata", *args), 2, "afile")
         assert "not a directory" in line or "a file" in line, line
     for args in (("mock", afile / "out"),  # directly below the file: not "already exists"
                  ("shard", small_v1, afile / "dst", "--size", "1"),
                  ("upgrade-annotations", small_v1 / "annotation.train.json", "-o", afile / "x.json")):
-        one_line_error(run_cli("sldata", *args), 2, "afile: a part of this path is a file, not a directory")
+        one_line_error(invoke_cli("sldata", *args), 2, "afile: a part of this path is a file, not a directory")
     assert afile.read_text() == "user data"
-    one_line_error(run_cli("sldata", "stats", small_v1, "--plots", afile), 2, "afile", "not a directory")
+    one_line_error(invoke_cli("sldata", "stats", small_v1, "--plots", afile), 2, "afile", "not a directory")
     # names that fit in 255 bytes, but not with a temporary suffix
     name = "n" * 250
-    assert run_cli("sldata", "mock", tmp_path / name, "--videos", "1", "--clips", "2").returncode == 0
-    assert run_cli("sldata", "shard", small_v1, tmp_path / (name + "_m"), "--size", "1").returncode == 0
-    assert run_cli("sldata", "upgrade-annotations", small_v1 / "annotation.train.json",
+    assert invoke_cli("sldata", "mock", tmp_path / name, "--videos", "1", "--clips", "2").returncode == 0
+    assert invoke_cli("sldata", "shard", small_v1, tmp_path / (name + "_m"), "--size", "1").returncode == 0
+    assert invoke_cli("sldata", "upgrade-annotations", small_v1 / "annotation.train.json",
                    "-o", tmp_path / (name + ".json")).returncode == 0
-    assert run_cli("sldata", "validate", tmp_path / (name + "_m")).returncode == 0
+    assert invoke_cli("sldata", "validate", tmp_path / (name + "_m")).returncode == 0
     assert not leftovers(tmp_path)
     assert tree_hash(small_v1) == before
 
@@ -371,24 +371,24 @@ def test_garbled_chunk_shard_and_stats(small_v1: Path, tmp_path: Path) -> None:
     before = tree_hash(small_v1)
     where = f"dino.train.h5 video {video!r} clip {clip!r}: cannot read"
     for comp in ("none", "gzip"):  # these decompress: the clip cannot be read, exit 2, nothing written
-        proc = run_cli("sldata", "shard", small_v1, tmp_path / "dst", "--size", "1", "--compression", comp)
+        proc = invoke_cli("sldata", "shard", small_v1, tmp_path / "dst", "--size", "1", "--compression", comp)
         one_line_error(proc, 2, where)
         assert not (tmp_path / "dst").exists() and not leftovers(tmp_path)
     # keep: raw chunks are copied as they are (bit-exact, no decompression), garbled bytes included
-    proc = run_cli("sldata", "shard", small_v1, tmp_path / "dst", "--size", "1")
+    proc = invoke_cli("sldata", "shard", small_v1, tmp_path / "dst", "--size", "1")
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((tmp_path / "dst" / "dino" / "metadata_dino.train.json").read_text())
     with h5py.File(h5) as a, h5py.File(tmp_path / "dst" / "dino" / f"dino.train.{meta[video]}.h5") as b:
         assert a[video][clip].id.read_direct_chunk((0, 0)) == b[video][clip].id.read_direct_chunk((0, 0))
     # stats: shallow reads headers only (fine); --deep is a per-clip failure, never "missing"
-    assert run_cli("sldata", "stats", small_v1).returncode == 0
-    proc = run_cli("sldata", "stats", small_v1, "--deep", "--json")
+    assert invoke_cli("sldata", "stats", small_v1).returncode == 0
+    proc = invoke_cli("sldata", "stats", small_v1, "--deep", "--json")
     assert proc.returncode == 1 and not proc.stderr.strip()
     d = json.loads(proc.stdout)
     assert len(d["problems"]) == 1 and d["problems"][0].startswith(where)
     dino = d["splits"]["train"]["reps"]["dino"]
     assert (dino["missing_videos"], dino["missing_clips"], dino["unreadable_clips"]) == (0, 0, 1)
-    proc = run_cli("sldata", "stats", small_v1, "--deep")
+    proc = invoke_cli("sldata", "stats", small_v1, "--deep")
     assert proc.returncode == 1 and "unreadable" in proc.stdout and f"clip {clip!r}: cannot read data" in proc.stdout
     assert_no_traceback(proc)
     assert tree_hash(small_v1) == before
@@ -405,7 +405,7 @@ def test_garbled_chunk_shard_and_stats(small_v1: Path, tmp_path: Path) -> None:
     (("mock", "x", "--clips", "0"), "--clips", "greater than or equal to 1"),
 ])
 def test_option_ranges(tmp_path: Path, args: tuple, option: str, bound: str) -> None:
-    proc = run_cli("sldata", *args, cwd=tmp_path)
+    proc = invoke_cli("sldata", *args, cwd=tmp_path)
     assert proc.returncode == 2
     assert_no_traceback(proc)
     text = " ".join(proc.stderr.replace("│", " ").split())
@@ -414,7 +414,7 @@ def test_option_ranges(tmp_path: Path, args: tuple, option: str, bound: str) -> 
 
 
 def test_mock_seed_any_nonnegative_integer(tmp_path: Path) -> None:
-    proc = run_cli("sldata", "mock", tmp_path / "m", "--seed", str(2**70), "--videos", "1", "--clips", "1")
+    proc = invoke_cli("sldata", "mock", tmp_path / "m", "--seed", str(2**70), "--videos", "1", "--clips", "1")
     assert proc.returncode == 0, proc.stderr
 
 
@@ -443,10 +443,10 @@ def test_kill9_mock_then_rerun(tmp_path: Path, point: int) -> None:
     _kill_when(cmd, lambda: any(tmp_path.glob("mock_data" + TMP_MARK + "*"))
                and _tmp_files(tmp_path, "mock_data") >= point, tmp_path)
     assert not out.exists()
-    proc = run_cli("sldata", "mock", out, "--videos", "2", "--clips", "2")
+    proc = invoke_cli("sldata", "mock", out, "--videos", "2", "--clips", "2")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mock_data"]
-    assert run_cli("sldata", "validate", out).returncode == 0
+    assert invoke_cli("sldata", "validate", out).returncode == 0
 
 
 @pytest.mark.parametrize("point", [0, 4])
@@ -459,10 +459,10 @@ def test_kill9_shard_then_rerun(tmp_path: Path, point: int) -> None:
     _kill_when(cmd, lambda: any(tmp_path.glob("dst" + TMP_MARK + "*")) and _tmp_files(tmp_path, "dst") >= point,
                tmp_path)
     assert not dst.exists()
-    proc = run_cli("sldata", "shard", src, dst, "--size", "3")
+    proc = invoke_cli("sldata", "shard", src, dst, "--size", "3")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "src"]
-    assert run_cli("sldata", "validate", dst).returncode == 0
+    assert invoke_cli("sldata", "validate", dst).returncode == 0
     assert tree_hash(src) == before
 
 
@@ -485,7 +485,7 @@ def test_two_shards_into_one_dst(tmp_path: Path) -> None:
     line = one_line_error(second, 2, "dst: another run is writing this dataset", f"pid {first.pid}")
     assert "shard" in line
     assert first.returncode == 0, err
-    assert run_cli("sldata", "validate", dst).returncode == 0
+    assert invoke_cli("sldata", "validate", dst).returncode == 0
     shards = json.loads((dst / "dino" / "metadata_dino.train.json").read_text())
     assert max(shards.values()) == 24 // 3 - 1  # the first run's --size 3, whole
     assert not leftovers(tmp_path)
@@ -524,12 +524,12 @@ def test_non_utf8_names_in_json_reports(small_v1: Path, tmp_path: Path) -> None:
 def test_overwrite_keeps_a_directory_with_user_files(small_v1: Path, tmp_path: Path) -> None:
     for args, dst in ((("mock",), tmp_path / "m"), (("shard", small_v1), tmp_path / "s")):
         extra = ("--size", "1") if args[0] == "shard" else ("--videos", "1", "--clips", "1")
-        assert run_cli("sldata", *args, dst, *extra).returncode == 0
+        assert invoke_cli("sldata", *args, dst, *extra).returncode == 0
         (dst / "notes.txt").write_text("mine")
-        one_line_error(run_cli("sldata", *args, dst, *extra), 2, "exists and is not empty", "--overwrite")
-        one_line_error(run_cli("sldata", *args, dst, *extra, "--overwrite"), 2,
+        one_line_error(invoke_cli("sldata", *args, dst, *extra), 2, "exists and is not empty", "--overwrite")
+        one_line_error(invoke_cli("sldata", *args, dst, *extra, "--overwrite"), 2,
                        "holds files that this command did not write")
         assert (dst / "notes.txt").read_text() == "mine"
         (dst / "notes.txt").unlink()
-        assert run_cli("sldata", *args, dst, *extra, "--overwrite").returncode == 0  # its own output: replaced
+        assert invoke_cli("sldata", *args, dst, *extra, "--overwrite").returncode == 0  # its own output: replaced
         assert not leftovers(tmp_path)

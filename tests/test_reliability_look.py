@@ -28,7 +28,7 @@ from sldata.interop import export_pose
 from sldata.io import TMP_MARK, is_temporary
 from sldata.pose import PoseH5, PoseH5Writer
 
-from .conftest import BIN, assert_no_traceback, run_cli, tmpfs
+from .conftest import BIN, assert_no_traceback, invoke_cli, run_cli, tmpfs
 from .test_render import known_sample
 
 NOBODY = 65534
@@ -147,7 +147,7 @@ def test_render_never_writes_over_an_input(tmp_path: Path) -> None:
                  [src, "clip", "-o", tmp_path / "soft.mp4", "--video", video],
                  [tmp_path / "pose.gif", "clip", "-o", tmp_path / "pose.gif"],
                  [src, "clip", "-o", tmp_path / "pose_link.png"]):
-        proc = run_cli("sldata", "render", *args)
+        proc = invoke_cli("sldata", "render", *args)
         one_line_error(proc, "this output is the input")
     assert tree_hash(tmp_path) == before and not leftovers(tmp_path)
 
@@ -161,11 +161,11 @@ def test_an_existing_directory_is_never_replaced_by_a_file(tmp_path: Path) -> No
     (tmp_path / "a_file").write_text("not a directory")
     before = tree_hash(tmp_path)
     for name in ("X.png", "X.mp4"):
-        proc = run_cli("sldata", "render", src, "clip", "-o", tmp_path / name)
+        proc = invoke_cli("sldata", "render", src, "clip", "-o", tmp_path / name)
         one_line_error(proc, f"{name} is a directory")
-    one_line_error(run_cli("sldata", "import-pose", tmp_path / "poses", "-o", tmp_path / "X.h5"),
+    one_line_error(invoke_cli("sldata", "import-pose", tmp_path / "poses", "-o", tmp_path / "X.h5"),
                    "X.h5 is a directory")
-    one_line_error(run_cli("sldata", "export-pose", src, "-o", tmp_path / "a_file"),
+    one_line_error(invoke_cli("sldata", "export-pose", src, "-o", tmp_path / "a_file"),
                    "a_file: exists and is not a directory")
     assert tree_hash(tmp_path) == before and not leftovers(tmp_path)
 
@@ -176,7 +176,7 @@ def test_import_pose_output_never_an_input_pose(tmp_path: Path) -> None:
     (tmp_path / "soft.h5").symlink_to(tmp_path / "poses" / "other.pose")
     before = tree_hash(tmp_path)
     for out in (tmp_path / "poses" / "clip.pose", tmp_path / "hard.h5", tmp_path / "soft.h5"):
-        one_line_error(run_cli("sldata", "import-pose", tmp_path / "poses", "-o", out), "this output is the input")
+        one_line_error(invoke_cli("sldata", "import-pose", tmp_path / "poses", "-o", out), "this output is the input")
     assert tree_hash(tmp_path) == before and not leftovers(tmp_path)
 
 
@@ -188,9 +188,9 @@ def test_garbled_chunk_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
     garble_first_chunk(src)
     before = tree_hash(tmp_path / "in")
     for out in ("x.png", "x.gif", "x.mp4"):
-        proc = run_cli("sldata", "render", src, "clip", "-o", tmp_path / "out" / out)
+        proc = invoke_cli("sldata", "render", src, "clip", "-o", tmp_path / "out" / out)
         one_line_error(proc, "p.h5 video 'clip': cannot read")
-    proc = run_cli("sldata", "export-pose", src, "-o", tmp_path / "poses")
+    proc = invoke_cli("sldata", "export-pose", src, "-o", tmp_path / "poses")
     one_line_error(proc, "p.h5 video 'clip': cannot read")
     assert tree_hash(tmp_path / "in") == before
     assert not (tmp_path / "poses").exists()
@@ -204,7 +204,7 @@ def test_import_pose_non_utf8_name_gets_an_escaped_key(tmp_path: Path) -> None:
     export_pose(pose_h5(tmp_path / "p.h5"), tmp_path / "poses")
     os.rename(tmp_path / "poses" / "clip.pose", os.fsencode(tmp_path / "poses") + b"/caf\xe9.pose")
     before = tree_hash(tmp_path / "poses")
-    proc = run_cli("sldata", "import-pose", tmp_path / "poses", "-o", tmp_path / "back.h5", "--json")
+    proc = invoke_cli("sldata", "import-pose", tmp_path / "poses", "-o", tmp_path / "back.h5", "--json")
     assert proc.returncode == 0, proc.stderr
     assert_no_traceback(proc)
     assert '"count": 2' in proc.stdout
@@ -214,9 +214,9 @@ def test_import_pose_non_utf8_name_gets_an_escaped_key(tmp_path: Path) -> None:
         assert (os.fsencode(source) if isinstance(source, str) else bytes(source)) == b"caf\xe9.pose"
     assert tree_hash(tmp_path / "poses") == before
     # the escaped key is an ordinary key for every other command
-    proc = run_cli("sldata", "render", tmp_path / "back.h5", "caf\\xe9", "-o", tmp_path / "c.png")
+    proc = invoke_cli("sldata", "render", tmp_path / "back.h5", "caf\\xe9", "-o", tmp_path / "c.png")
     assert proc.returncode == 0 and "caf\\xe9" in proc.stdout, proc.stderr
-    proc = run_cli("sldata", "export-pose", tmp_path / "back.h5", "-o", tmp_path / "again")
+    proc = invoke_cli("sldata", "export-pose", tmp_path / "back.h5", "-o", tmp_path / "again")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "again" / "caf\\xe9.pose").is_file()
 
@@ -227,9 +227,9 @@ def test_odd_keys_never_crash(tmp_path: Path) -> None:
         for k in odd:
             w.add(k, known_sample(2))
     for k in odd:
-        proc = run_cli("sldata", "render", tmp_path / "p.h5", "-o", tmp_path / "o.png", "--", k)
+        proc = invoke_cli("sldata", "render", tmp_path / "p.h5", "-o", tmp_path / "o.png", "--", k)
         assert proc.returncode == 0 and f"'{k}'" in proc.stdout, (k, proc.stdout, proc.stderr)
-    proc = run_cli("sldata", "export-pose", tmp_path / "p.h5", "-o", tmp_path / "poses")
+    proc = invoke_cli("sldata", "export-pose", tmp_path / "p.h5", "-o", tmp_path / "poses")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "poses").iterdir()) == sorted(f"{k}.pose" for k in odd)
     # a key given on the command line that is not UTF-8: "no such video", no crash
@@ -327,7 +327,7 @@ def test_output_below_a_regular_file(tmp_path: Path) -> None:
                  ["render", src, "clip", "-o", tmp_path / "f" / "sub" / "x.mp4"],
                  ["export-pose", src, "-o", tmp_path / "f" / "poses"],
                  ["import-pose", tmp_path / "poses", "-o", tmp_path / "f" / "x.h5"]):
-        one_line_error(run_cli("sldata", *args), f"{tmp_path / 'f'}", "a part of this path is a file, not a directory")
+        one_line_error(invoke_cli("sldata", *args), f"{tmp_path / 'f'}", "a part of this path is a file, not a directory")
     assert tree_hash(tmp_path) == before and not leftovers(tmp_path)
 
 
@@ -337,17 +337,17 @@ def test_long_names(tmp_path: Path) -> None:
     export_pose(src, tmp_path / "poses")
     fits = "\u00e9" * 125 + "x.mp4"  # 255 bytes in UTF-8
     assert len(fits.encode()) == 255
-    proc = run_cli("sldata", "render", src, "clip", "-o", tmp_path / fits)
+    proc = invoke_cli("sldata", "render", src, "clip", "-o", tmp_path / fits)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / fits).stat().st_size > 0
     too_long = "\u00e9" * 125 + "xy.png"
     for args in (["render", src, "clip", "-o", tmp_path / too_long],
                  ["import-pose", tmp_path / "poses", "-o", tmp_path / (too_long + ".h5")]):
-        one_line_error(run_cli("sldata", *args), "file name too long")
+        one_line_error(invoke_cli("sldata", *args), "file name too long")
     with PoseH5Writer(tmp_path / "long.h5") as w:
         w.add("a", known_sample(1))
         w.add("k" * 251, known_sample(1))  # 256 bytes with ".pose"
-    proc = run_cli("sldata", "export-pose", tmp_path / "long.h5", "-o", tmp_path / "lp")
+    proc = invoke_cli("sldata", "export-pose", tmp_path / "long.h5", "-o", tmp_path / "lp")
     one_line_error(proc, "file name too long")
     assert not (tmp_path / "lp").exists()  # checked before the first file is written
     assert not leftovers(tmp_path)
@@ -360,7 +360,7 @@ def test_render_quiet_and_progress_only_on_a_tty(tmp_path: Path) -> None:
 
     src = pose_h5(tmp_path / "p.h5", frames=40)
     for extra in ([], ["--quiet"], ["-q"]):
-        proc = run_cli("sldata", "render", src, "clip", "-o", tmp_path / "a.gif", *extra)
+        proc = invoke_cli("sldata", "render", src, "clip", "-o", tmp_path / "a.gif", *extra)
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # not a TTY: no bar
 
     def on_tty(*extra: str) -> str:
@@ -404,7 +404,7 @@ def test_render_quiet_and_progress_only_on_a_tty(tmp_path: Path) -> None:
 def test_render_options_out_of_range_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
     src = pose_h5(tmp_path / "p.h5")
     before = tree_hash(tmp_path)
-    one_line_error(run_cli("sldata", "render", src, "clip", "-o", tmp_path / "x.gif", *args), needle)
+    one_line_error(invoke_cli("sldata", "render", src, "clip", "-o", tmp_path / "x.gif", *args), needle)
     assert tree_hash(tmp_path) == before and not leftovers(tmp_path)
 
 
@@ -412,7 +412,7 @@ def test_render_fps_option(tmp_path: Path) -> None:
     from PIL import Image
 
     src = pose_h5(tmp_path / "p.h5")
-    assert run_cli("sldata", "render", src, "clip", "-o", tmp_path / "a.gif", "--fps", "5").returncode == 0
+    assert invoke_cli("sldata", "render", src, "clip", "-o", tmp_path / "a.gif", "--fps", "5").returncode == 0
     with Image.open(tmp_path / "a.gif") as im:
         assert im.info["duration"] == 200
 
@@ -449,7 +449,7 @@ def test_kill_9_mid_render_leaves_only_what_a_rerun_removes(tmp_path: Path, with
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert leftovers(dst) and not (dst / out).exists()  # what the dead run left, under a temporary name
-    rerun = run_cli("sldata", "render", src, "clip", "-o", dst / out, "--frames", ":3")
+    rerun = invoke_cli("sldata", "render", src, "clip", "-o", dst / out, "--frames", ":3")
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in dst.iterdir()) == [out] and not leftovers(dst)
     assert tree_hash(tmp_path)["p.h5"] == before["p.h5"]

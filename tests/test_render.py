@@ -15,7 +15,7 @@ from sldata.pose import PoseH5Writer, PoseSample, save_pkl
 from sldata.render import COLORS, connections, parse_frames, render
 from sldata.pose import KEYPOINT_SETS
 
-from .conftest import assert_no_traceback, run_cli
+from .conftest import assert_no_traceback, invoke_cli
 
 W, H = 200, 100
 L_SHOULDER, R_SHOULDER = 11, 12  # an edge of MediaPipe's POSE_CONNECTIONS
@@ -157,7 +157,7 @@ def test_parse_frames() -> None:
 
 def test_cli_render_and_bad_input(tmp_path: Path) -> None:
     src = write_h5(tmp_path / "p.h5", frames=3)
-    ok = run_cli("sldata", "render", src, "clip", "-o", tmp_path / "x.gif")
+    ok = invoke_cli("sldata", "render", src, "clip", "-o", tmp_path / "x.gif")
     assert ok.returncode == 0, ok.stderr
     assert "3 frame(s)" in ok.stdout
     for args, needle in (
@@ -167,11 +167,11 @@ def test_cli_render_and_bad_input(tmp_path: Path) -> None:
         (["clip", "-o", tmp_path / "y.png", "--size", "big"], "--size"),
         (["clip", "-o", tmp_path / "y.png", "--video", tmp_path / "none.mp4"], "no such file"),
     ):
-        proc = run_cli("sldata", "render", src, *args)
+        proc = invoke_cli("sldata", "render", src, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in proc.stderr
         assert_no_traceback(proc)
-    proc = run_cli("sldata", "render", tmp_path / "missing.h5", "clip", "-o", tmp_path / "z.png")
+    proc = invoke_cli("sldata", "render", tmp_path / "missing.h5", "clip", "-o", tmp_path / "z.png")
     assert proc.returncode == 2
     assert_no_traceback(proc)
     assert not (tmp_path / "y.png").exists()
@@ -207,6 +207,6 @@ def test_broken_visibility_exits_2(tmp_path: Path) -> None:
     with h5py.File(src, "a") as f:
         del f["visibility/clip"]
         f["visibility/clip"] = np.ones((7, 75), np.float32)
-    proc = run_cli("sldata", "render", src, "clip", "-o", tmp_path / "x.png")
+    proc = invoke_cli("sldata", "render", src, "clip", "-o", tmp_path / "x.png")
     assert proc.returncode == 2 and "visibility" in proc.stderr
     assert_no_traceback(proc)

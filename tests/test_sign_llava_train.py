@@ -14,7 +14,7 @@ from sltrain.checkpoint import load_checkpoint, step_path
 from sltrain.config import build_config, load_config
 from sltrain.loop import train
 
-from .conftest import ROOT, assert_no_traceback, run_cli
+from .conftest import ROOT, assert_no_traceback, invoke_cli, run_cli
 
 SMOKE = ROOT / "configs" / "sign_llava_smoke_cpu.yaml"
 
@@ -123,17 +123,17 @@ def test_cli_pretrain_then_evaluate(tmp_path: Path) -> None:
 def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     data = _data(tmp_path)
     base = ["--set", f"data.path={data}", "--set", f"trainer.out_dir={tmp_path / 'r'}"]
-    proc = run_cli("sltrain", "pretrain", SMOKE, *base, "--set", "data.contxt_clips=2", cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", SMOKE, *base, "--set", "data.contxt_clips=2", cwd=tmp_path)
     assert proc.returncode == 2 and "contxt_clips" in proc.stderr
     assert_no_traceback(proc)
-    proc = run_cli("sltrain", "pretrain", SMOKE, *base, "--set", "model.projector=conv", cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", SMOKE, *base, "--set", "model.projector=conv", cwd=tmp_path)
     assert proc.returncode == 2 and "mlp2x_gelu" in proc.stderr
-    proc = run_cli("sltrain", "pretrain", SMOKE, *base, "--set", f"model.llm={tmp_path / 'no-model'}",
+    proc = invoke_cli("sltrain", "pretrain", SMOKE, *base, "--set", f"model.llm={tmp_path / 'no-model'}",
                    cwd=tmp_path)
     assert proc.returncode == 2 and "not a local model directory" in proc.stderr
     assert_no_traceback(proc)
     # mae is not in this dataset
-    proc = run_cli("sltrain", "pretrain", SMOKE, *base, cwd=tmp_path)
+    proc = invoke_cli("sltrain", "pretrain", SMOKE, *base, cwd=tmp_path)
     assert proc.returncode == 2 and "mae not in the dataset" in proc.stderr
     assert_no_traceback(proc)
 

@@ -15,7 +15,7 @@ from sldata.io import TMP_MARK
 from sldata.pose import PoseH5Writer, PoseSample
 from sldata.stats import Dist, stats
 
-from .conftest import assert_no_traceback, run_cli
+from .conftest import assert_no_traceback, invoke_cli
 
 # video -> clip -> frames, for rep "dino" (D=4, float16); rep "s2v" has half the frames (D=6, float32)
 FRAMES = {"vidA": {"0": 3, "1": 5, "2": 10, "10": 4}, "vidB": {"0": 7}}
@@ -144,7 +144,7 @@ def test_pose_shallow_and_deep(tmp_path: Path) -> None:
 
 def test_cli_json_and_plots(tmp_path: Path) -> None:
     path = make_pose(tmp_path / "p.h5")
-    proc = run_cli("sldata", "stats", path, "--deep", "--json", "--plots", tmp_path / "plots")
+    proc = invoke_cli("sldata", "stats", path, "--deep", "--json", "--plots", tmp_path / "plots")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["detection"]["right_hand"]["rate"] == pytest.approx(6 / 16)
@@ -156,7 +156,7 @@ def test_cli_json_and_plots(tmp_path: Path) -> None:
     assert not [p for p in (tmp_path / "plots").iterdir() if TMP_MARK in p.name]
 
     root = make_features(tmp_path / "ds", "v2")
-    proc = run_cli("sldata", "stats", root, "--plots", tmp_path / "fplots")
+    proc = invoke_cli("sldata", "stats", root, "--plots", tmp_path / "fplots")
     assert proc.returncode == 0, proc.stderr
     assert "dino" in proc.stdout and "s2v" in proc.stdout and "29" in proc.stdout
     assert (tmp_path / "fplots" / "frames_per_clip.png").is_file()
@@ -181,7 +181,7 @@ def test_unusable_input_exits_2(tmp_path: Path, what: str) -> None:
 
         with h5py.File(target, "w") as f:
             f["x"] = np.zeros(3)
-    proc = run_cli("sldata", "stats", target)
+    proc = invoke_cli("sldata", "stats", target)
     assert proc.returncode == 2
     assert_no_traceback(proc)
     assert "error" in proc.stderr
@@ -206,7 +206,7 @@ def test_unreadable_shard_exits_1(tmp_path: Path) -> None:
     dino = r.to_dict()["splits"]["train"]["reps"]["dino"]
     assert dino["missing_videos"] == 1 and dino["frames"] == 3 + 5 + 10 + 4  # vidB lived in shard 1
     assert r.to_dict()["splits"]["train"]["reps"]["s2v"]["missing_videos"] == 0
-    proc = run_cli("sldata", "stats", root)
+    proc = invoke_cli("sldata", "stats", root)
     assert proc.returncode == 1 and "unreadable" in proc.stdout
     assert_no_traceback(proc)
 
@@ -220,6 +220,6 @@ def test_pose_video_without_visibility_is_a_problem(tmp_path: Path) -> None:
     r = stats(path, deep=True)
     assert len(r.problems) == 1 and r.problem_lines()[0].startswith("b: ")
     assert r.to_dict()["detection"]["left_hand"]["frames"] == 6  # video a still counted
-    proc = run_cli("sldata", "stats", path, "--deep", "--json")
+    proc = invoke_cli("sldata", "stats", path, "--deep", "--json")
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["problems"] == r.problem_lines()

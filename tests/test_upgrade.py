@@ -11,7 +11,7 @@ import pytest
 from sldata.errors import UserError
 from sldata.upgrade import default_upgrade_output, upgrade_annotation, upgrade_annotation_file
 
-from .conftest import assert_no_traceback, run_cli
+from .conftest import assert_no_traceback, invoke_cli
 
 
 def _clip(i: int) -> dict:
@@ -60,10 +60,10 @@ def test_non_integer_keys_sorted_naturally_and_reported(tmp_path: Path) -> None:
     assert report.nonnumeric == {"v": ["clip10", "clip2", "clip1", "intro"]}
     src = tmp_path / "annotation.dev.json"
     src.write_text(json.dumps(raw))
-    proc = run_cli("sldata", "upgrade-annotations", src)
+    proc = invoke_cli("sldata", "upgrade-annotations", src)
     assert proc.returncode == 0, proc.stderr
     assert "non-integer clip keys" in proc.stdout and "clip10" in proc.stdout
-    proc = run_cli("sldata", "upgrade-annotations", src, "-o", tmp_path / "x.json", "--json")
+    proc = invoke_cli("sldata", "upgrade-annotations", src, "-o", tmp_path / "x.json", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["nonnumeric_clip_keys"] == {"v": ["clip10", "clip2", "clip1", "intro"]}
 
@@ -86,7 +86,7 @@ def test_cli_default_output_beside_input_never_over_it(tmp_path: Path) -> None:
     src = tmp_path / "annotation.train.json"
     src.write_text(json.dumps(_v1()))
     before = src.read_bytes()
-    proc = run_cli("sldata", "upgrade-annotations", src)
+    proc = invoke_cli("sldata", "upgrade-annotations", src)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "annotation.train.v2.json"
     assert default_upgrade_output(src) == out
@@ -99,12 +99,12 @@ def test_cli_default_output_beside_input_never_over_it(tmp_path: Path) -> None:
     assert detect_layout(tmp_path).splits == ["train"]
     # an existing OUT is refused (exit 2), replaced with --overwrite, and IN can never be OUT
     out.write_text("{}")
-    proc = run_cli("sldata", "upgrade-annotations", src)
+    proc = invoke_cli("sldata", "upgrade-annotations", src)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr and out.read_text() == "{}"
     assert_no_traceback(proc)
-    proc = run_cli("sldata", "upgrade-annotations", src, "--overwrite")
+    proc = invoke_cli("sldata", "upgrade-annotations", src, "--overwrite")
     assert proc.returncode == 0 and "clip_order" in out.read_text()
-    proc = run_cli("sldata", "upgrade-annotations", src, "-o", src, "--overwrite")
+    proc = invoke_cli("sldata", "upgrade-annotations", src, "-o", src, "--overwrite")
     assert proc.returncode == 2 and src.read_bytes() == before
     assert_no_traceback(proc)
     assert not list(tmp_path.glob("*sldata-tmp*"))
@@ -121,7 +121,7 @@ def test_cli_default_output_beside_input_never_over_it(tmp_path: Path) -> None:
 def test_bad_input_exit_2_with_located_message(tmp_path: Path, text: str, where: str) -> None:
     src = tmp_path / "annotation.train.json"
     src.write_text(text)
-    proc = run_cli("sldata", "upgrade-annotations", src)
+    proc = invoke_cli("sldata", "upgrade-annotations", src)
     assert proc.returncode == 2, proc.stdout
     assert_no_traceback(proc)
     assert where in proc.stderr and str(src.name) in proc.stderr
@@ -129,7 +129,7 @@ def test_bad_input_exit_2_with_located_message(tmp_path: Path, text: str, where:
 
 
 def test_missing_input_is_exit_2(tmp_path: Path) -> None:
-    proc = run_cli("sldata", "upgrade-annotations", tmp_path / "nope.json")
+    proc = invoke_cli("sldata", "upgrade-annotations", tmp_path / "nope.json")
     assert proc.returncode == 2 and "no such file" in proc.stderr
     assert_no_traceback(proc)
     with pytest.raises(UserError):
@@ -139,7 +139,7 @@ def test_missing_input_is_exit_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize("arg", [".", "..", "sub"])
 def test_directory_input_is_exit_2(tmp_path: Path, arg: str) -> None:
     (tmp_path / "sub").mkdir()
-    proc = run_cli("sldata", "upgrade-annotations", arg, cwd=tmp_path / "sub" if arg != "sub" else tmp_path)
+    proc = invoke_cli("sldata", "upgrade-annotations", arg, cwd=tmp_path / "sub" if arg != "sub" else tmp_path)
     assert_no_traceback(proc)
     assert proc.returncode == 2 and "is a directory" in proc.stderr, proc.stderr
 
@@ -148,7 +148,7 @@ def test_output_name_that_looks_like_markup_prints_plainly(tmp_path: Path) -> No
     src = tmp_path / "annotation.train.json"
     src.write_text(json.dumps({"v": {"1": {"translation": "b"}, "0": {"translation": "a"}}}))
     out = tmp_path / "[/]o.json"
-    proc = run_cli("sldata", "upgrade-annotations", src, "-o", out)
+    proc = invoke_cli("sldata", "upgrade-annotations", src, "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert_no_traceback(proc)
     assert "[/]o.json" in proc.stdout

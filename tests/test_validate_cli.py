@@ -11,7 +11,7 @@ import numpy as np
 from sldata.features import v1_path
 from sldata.pose import PoseH5Writer, PoseSample
 
-from .conftest import assert_no_traceback, run_cli
+from .conftest import assert_no_traceback, invoke_cli
 
 KEYS = {"ok", "layout", "errors", "warnings", "stats"}
 FINDING_KEYS = ["code", "severity", "file", "video", "clip", "rep", "message"]
@@ -19,11 +19,11 @@ FINDING_KEYS = ["code", "severity", "file", "video", "clip", "rep", "message"]
 
 def test_clean_datasets_exit_0(mock_v1: Path, mock_v2: Path) -> None:
     for root, layout in ((mock_v1, "v1"), (mock_v2, "v2")):
-        p = run_cli("sldata", "validate", root)
+        p = invoke_cli("sldata", "validate", root)
         assert p.returncode == 0, p.stdout + p.stderr
         assert f"{layout} — valid" in p.stdout and "0 error(s), 0 warning(s)" in p.stdout
         assert "splits dev, train" in p.stdout and "reps dino, mae, pose, sign2vec" in p.stdout
-    p = run_cli("sldata", "validate", mock_v2, "--json", "--deep")
+    p = invoke_cli("sldata", "validate", mock_v2, "--json", "--deep")
     assert p.returncode == 0
     rep = json.loads(p.stdout)
     assert set(rep) == KEYS and rep["ok"] is True and rep["layout"] == "v2"
@@ -36,7 +36,7 @@ def test_errors_exit_1_warnings_exit_0(mock_v1: Path) -> None:
     v = list(data)[0]
     data[v]["2"]["translation"] = "<none>"
     ann.write_text(json.dumps(data))
-    p = run_cli("sldata", "validate", mock_v1, "--json")
+    p = invoke_cli("sldata", "validate", mock_v1, "--json")
     rep = json.loads(p.stdout)
     assert p.returncode == 0 and rep["ok"] is True and [w["code"] for w in rep["warnings"]] == ["text-placeholder"]
     assert list(rep["warnings"][0]) == FINDING_KEYS
@@ -46,32 +46,32 @@ def test_errors_exit_1_warnings_exit_0(mock_v1: Path) -> None:
         vids = list(f)
         for vid in vids:
             del f[vid]["0"], f[vid]["1"]
-    p = run_cli("sldata", "validate", mock_v1)
+    p = invoke_cli("sldata", "validate", mock_v1)
     assert p.returncode == 1 and "INVALID" in p.stdout
     assert "clip-missing" in p.stdout and f"... and {2 * len(vids) - 3} more" in p.stdout  # grouped, not listed
     assert "text-placeholder" in p.stdout
     assert_no_traceback(p)
-    p = run_cli("sldata", "validate", mock_v1, "--json")
+    p = invoke_cli("sldata", "validate", mock_v1, "--json")
     rep = json.loads(p.stdout)
     assert p.returncode == 1 and rep["ok"] is False
     assert [(e["code"], e["rep"], e["clip"]) for e in rep["errors"]] == [("clip-missing", "mae", "0"),
                                                                          ("clip-missing", "mae", "1")] * len(vids)
     # --split train leaves the broken dev split out
-    assert run_cli("sldata", "validate", mock_v1, "--split", "train").returncode == 0
+    assert invoke_cli("sldata", "validate", mock_v1, "--split", "train").returncode == 0
 
 
 def test_bad_usage_exit_2_without_traceback(tmp_path: Path, mock_v1: Path) -> None:
-    p = run_cli("sldata", "validate", tmp_path / "missing")
+    p = invoke_cli("sldata", "validate", tmp_path / "missing")
     assert p.returncode == 2 and "no such file or directory" in p.stderr
     assert_no_traceback(p)
     (tmp_path / "empty").mkdir()
-    p = run_cli("sldata", "validate", tmp_path / "empty")
+    p = invoke_cli("sldata", "validate", tmp_path / "empty")
     assert p.returncode == 2 and "empty directory" in p.stderr
     assert_no_traceback(p)
-    p = run_cli("sldata", "validate", mock_v1, "--split", "test")
+    p = invoke_cli("sldata", "validate", mock_v1, "--split", "test")
     assert p.returncode == 2 and "no split 'test'" in p.stderr
     assert_no_traceback(p)
-    p = run_cli("sldata", "validate", mock_v1, "--labels", tmp_path / "labels.train.csv")
+    p = invoke_cli("sldata", "validate", mock_v1, "--labels", tmp_path / "labels.train.csv")
     assert p.returncode == 2 and "pose h5" in p.stderr
     assert_no_traceback(p)
 
@@ -80,12 +80,12 @@ def test_unknown_layout_exit_2_still_reports_json(tmp_path: Path) -> None:
     d = tmp_path / "stuff"
     d.mkdir()
     (d / "notes.txt").write_text("hello")
-    p = run_cli("sldata", "validate", d, "--json")
+    p = invoke_cli("sldata", "validate", d, "--json")
     assert p.returncode == 2
     assert_no_traceback(p)
     rep = json.loads(p.stdout)
     assert rep["layout"] == "unknown" and rep["ok"] is False and [e["code"] for e in rep["errors"]] == ["unknown-layout"]
-    p = run_cli("sldata", "validate", d / "notes.txt")
+    p = invoke_cli("sldata", "validate", d / "notes.txt")
     assert p.returncode == 2 and "unknown-layout" in p.stdout
     assert_no_traceback(p)
 
@@ -98,12 +98,12 @@ def test_pose_with_labels_cli(tmp_path: Path) -> None:
             w.add(k, PoseSample(rng.random((4, 75, 3), dtype=np.float32), rng.random((4, 75), dtype=np.float32)))
     (tmp_path / "labels.train.csv").write_text("key,label\na,HELLO\nb,BYE\n")
     (tmp_path / "labels.test.csv").write_text("key,label\nc,HELLO\n")
-    p = run_cli("sldata", "validate", h5, "--labels", tmp_path / "labels.train.csv",
+    p = invoke_cli("sldata", "validate", h5, "--labels", tmp_path / "labels.train.csv",
                 "--labels", tmp_path / "labels.test.csv")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "pose-h5 — valid" in p.stdout and "3 of 3 keys labeled" in p.stdout and "2 train classes" in p.stdout
     (tmp_path / "labels.test.csv").write_text("key,label\nc,HELLO\nzzz,HELLO\n")
-    p = run_cli("sldata", "validate", h5, "--json", "--labels", tmp_path / "labels.test.csv")
+    p = invoke_cli("sldata", "validate", h5, "--json", "--labels", tmp_path / "labels.test.csv")
     rep = json.loads(p.stdout)
     assert p.returncode == 1 and [e["code"] for e in rep["errors"]] == ["labels-unknown-key"]
     assert rep["errors"][0]["video"] == "zzz"
