@@ -33,6 +33,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Iterator, Sequence
 
@@ -201,12 +202,18 @@ class Pool:
             return _Slot(fn, self.initializer, self.initargs, self.name)
 
         tasks: Deque[Task] = collections.deque(Task(i, job) for i, job in enumerate(jobs))
-        slots = [fresh() for _ in range(min(self.workers, len(jobs)))]
-        for _ in range(self.ahead):
-            for slot in slots:
-                if tasks:
-                    slot.send(tasks.popleft())
-        return self._collect(slots, tasks, fresh, self.ahead)
+        slots: list[_Slot] = []
+        try:
+            for _ in range(min(self.workers, len(jobs))):
+                slots.append(fresh())
+            for _ in range(self.ahead):
+                for slot in slots:
+                    if tasks:
+                        slot.send(tasks.popleft())
+        except BaseException:  # a fork that fails (EAGAIN, EMFILE), a job that cannot be pickled
+            _kill(slots)
+            raise
+        return _Results(self._collect(slots, tasks, fresh, self.ahead), slots)
 
     def _inline(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Pair]:
         self.initializer(*self.initargs)
@@ -253,11 +260,40 @@ class Pool:
                         slot.send(tasks.popleft())           # the worker works while they are used
                     yield from done
         except BaseException:
-            # Interrupted (Ctrl-C, or the consumer stopped): stop now, do not finish the queue.
-            for slot in slots:
-                if not slot.conn.closed:
-                    slot.stop(kill=True)
+            _kill(slots)  # interrupted (Ctrl-C, or the consumer stopped): stop now, do not finish the queue
             raise
         for slot in slots:
             if not slot.conn.closed:
                 slot.stop()
+
+
+def _kill(slots: list[_Slot]) -> None:
+    for slot in slots:
+        if not slot.conn.closed:
+            slot.stop(kill=True)
+
+
+class _Results(Iterator[Pair]):
+    """The pairs of one `imap_unordered` run, whose workers are already running.
+
+    A generator's own clean-up runs only once it has started, so closing (or
+    dropping) one before its first item would leave the workers blocked on their
+    results for as long as this process lives, holding memory and inherited file
+    descriptors. `close()`, and the garbage collection of this object, stop them
+    whether or not iteration started.
+    """
+
+    def __init__(self, pairs: Iterator[Pair], slots: list[_Slot]):
+        self._pairs = pairs
+        self._slots = slots  # the list `_collect` updates in place when it replaces a dead worker
+        self._finalizer = weakref.finalize(self, _kill, slots)
+
+    def __iter__(self) -> "_Results":
+        return self
+
+    def __next__(self) -> Pair:
+        return next(self._pairs)
+
+    def close(self) -> None:
+        self._pairs.close()  # type: ignore[attr-defined]
+        self._finalizer()

@@ -45,3 +45,21 @@ def test_stopping_early_leaves_no_worker(tmp_path: Path) -> None:
     import multiprocessing
 
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_a_run_never_started_leaves_no_worker(how: str) -> None:
+    """The workers start with `imap_unordered`: a caller that fails before reading the first result
+    (a progress bar, Ctrl-C) must not leave them blocked on their results for the life of the process."""
+    import gc
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    results = Pool(2, ahead=2).imap_unordered(_job, [(str(i), "") for i in range(20)])
+    assert len(set(multiprocessing.active_children()) - before) == 2
+    if how == "close":
+        results.close()
+    else:
+        del results
+        gc.collect()
+    assert set(multiprocessing.active_children()) <= before

@@ -204,3 +204,40 @@ def test_pool_over_name_slices_gives_the_same_findings(tmp_path: Path, monkeypat
         assert p.stats == s.stats
     assert sorted((f.code, f.video) for f in par[0].findings) == [("non-finite", "k7"), ("pose-shape", "k2")]
     assert [(f.code, f.video) for f in par[1].findings] == [("pkl-unreadable", "bad")]
+
+
+_CRASH_ON_ONE_PKL = """
+import os, signal, sys
+import sldata.validate.pose as vp
+from sldata.findings import Report
+
+real = vp.safe_unpickle
+def crashing(p):
+    if p.endswith("v13.pkl"):
+        os.kill(os.getpid(), signal.SIGKILL)  # a native crash or an OOM kill while reading this pkl
+    return real(p)
+vp.safe_unpickle = crashing  # the pool forks here (a fresh process): the workers see it
+vp.POOL_MIN_BYTES = 0  # the pool even for a small folder
+rep = vp.validate_pkl_dir(sys.argv[1], workers=2)
+print(sorted((f.code, f.video, f.message) for f in rep.findings))
+print(rep.stats["videos"])
+"""
+
+
+def test_a_worker_killed_on_one_pkl_is_that_pkls_finding_only(tmp_path: Path) -> None:
+    """validate's pkl pool: a batch whose worker dies is checked again one pkl per job, so only the
+    pkl that kills its worker is reported (`pkl-unreadable`), and the run ends with a report."""
+    import subprocess
+    import sys
+
+    d = tmp_path / "pkls"
+    d.mkdir()
+    for i in range(40):
+        save_pkl(d / f"v{i:02d}.pkl", PoseSample(np.zeros((3, 75, 3), np.float32), np.ones((3, 75), np.float32)))
+    proc = subprocess.run([sys.executable, "-c", _CRASH_ON_ONE_PKL, str(d)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    findings, videos = proc.stdout.splitlines()
+    assert eval(findings) == [("pkl-unreadable", "v13", "reading it crashed the worker (worker process died on "
+                               "each of 2 attempts (killed by SIGKILL): killed, out of memory, or a native crash)")]
+    assert videos == "40"

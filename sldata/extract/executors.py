@@ -75,7 +75,7 @@ class RayExecutor:
         import ray
 
         if not jobs:
-            return iter(())
+            return (pair for pair in ())  # closable, like every other result
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or None
             try:

@@ -318,17 +318,18 @@ def run_extraction(videos: str | Path, out_dir: str | Path = "poses", *,
             notify(notice)
     progress.start("extract-pose", total=len(jobs), unit="videos")
     try:
-        for job, res in results:
-            if isinstance(res, BaseException):
-                report.failures.append(lost_failure(job.source, res))
-            elif res.ok:
-                report.extracted += 1
-                report.frames += res.frames
-                done.append(job.out)
-            else:
-                report.failures.append(finding("extract-failed", res.reason or "unknown", video=res.source))
-            rate = report.frames / max(time.perf_counter() - t0, 1e-9)
-            progress.advance(1, frames=f"{rate:.1f}/s")
+        with contextlib.closing(results):  # an error here stops the workers now, not at exit
+            for job, res in results:
+                if isinstance(res, BaseException):
+                    report.failures.append(lost_failure(job.source, res))
+                elif res.ok:
+                    report.extracted += 1
+                    report.frames += res.frames
+                    done.append(job.out)
+                else:
+                    report.failures.append(finding("extract-failed", res.reason or "unknown", video=res.source))
+                rate = report.frames / max(time.perf_counter() - t0, 1e-9)
+                progress.advance(1, frames=f"{rate:.1f}/s")
     finally:
         progress.finish()
     report.seconds = time.perf_counter() - t0

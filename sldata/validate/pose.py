@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,7 +19,7 @@ from ..io import safe_unpickle
 from ..pkls import find_pkls, pkl_key
 from ..pose import KEYPOINT_SETS, pkl_problems
 from ..progress import NullProgress, Progress
-from ..pool import default_workers
+from ..pool import Pool, WorkerLost, default_workers
 from ..scan import (POOL_MIN_BYTES, POSE_RANGE, merge, nonfinite_count, out_of_range, plan_tasks, run_tasks,
                     scan_pose_file)
 
@@ -162,6 +163,36 @@ def check_pkl_batch(paths: list[str], deep: bool) -> list[tuple[str, str, Any, l
     return out
 
 
+def _check_pkl_job(job: tuple[list[str], bool]) -> list[tuple]:
+    return check_pkl_batch(*job)
+
+
+def _check_pkls(batches: list[list[str]], deep: bool, workers: int, progress: Progress) -> list[tuple]:
+    """`check_pkl_batch` over the batches in the pool; a batch whose worker died is checked again
+    one pkl per job, so the pkl that kills its worker is the only one recorded (`pkl-unreadable`)."""
+    pool = Pool(min(workers, len(batches)) if batches else 1, in_process=workers <= 1, name="sldata-validate")
+    pending = pool.imap_unordered(_check_pkl_job, [(b, deep) for b in batches])
+    progress.start("validate pkls", total=sum(len(b) for b in batches), unit="files")  # after the fork
+    rows: list[tuple] = []
+    again: list[list[str]] = []
+    with closing(pending):
+        for (batch, _), chunk in pending:
+            if not isinstance(chunk, BaseException):
+                rows.extend(chunk)
+                progress.advance(len(chunk))
+            elif len(batch) > 1:
+                again.extend([p] for p in batch)
+            else:
+                why = chunk if isinstance(chunk, WorkerLost) else f"{type(chunk).__name__}: {chunk}"
+                rows.append((batch[0], pkl_key(batch[0]), None, [("pkl-unreadable", f"reading it crashed the "
+                                                                                    f"worker ({why})")]))
+                progress.advance(1)
+    progress.finish()
+    if again:
+        rows += _check_pkls(again, deep, workers, NullProgress())
+    return rows
+
+
 def validate_pkl_dir(root: str | Path, deep: bool = False, workers: int | None = None,
                      progress: Progress | None = None) -> Report:
     """Every pkl is unpickled with the restricted loader (pkls cannot be read lazily)."""
@@ -179,14 +210,7 @@ def validate_pkl_dir(root: str | Path, deep: bool = False, workers: int | None =
         nworkers = 1
     nbatch = max(1, min(len(files), nworkers * 8))
     batches = [[str(p) for p in files[i::nbatch]] for i in range(nbatch)]
-    tasks = [(b, deep) for b in batches if b]
-    pending = run_tasks(check_pkl_batch, tasks, nworkers)
-    progress.start("validate pkls", total=len(files), unit="files")  # after the fork
-    rows = []
-    for chunk in pending:
-        rows.extend(chunk)
-        progress.advance(len(chunk))
-    progress.finish()
+    rows = _check_pkls([b for b in batches if b], deep, nworkers, progress)
     rows.sort()
     ns = Counter(fn[1] for _, _, fn, _ in rows if fn is not None)
     n_major = _majority(ns)
