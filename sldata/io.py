@@ -288,7 +288,8 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True,
     """Yield a temporary sibling of `path`; on success fsync it and rename it onto `path`.
 
     Works for files and directories (the caller creates the one it wants at the
-    yielded path). `ext`: the temporary ends in it (see `tmp_name`). Stale temporaries of `path` from dead runs are removed first.
+    yielded path). `ext`: the temporary ends in it (see `tmp_name`). Stale
+    temporaries of `path` from dead runs are removed first.
     The output rule (`check_output`) is applied before any work and again
     before the rename. On any exception the temporary is removed and `path` is
     untouched.

@@ -192,11 +192,9 @@ class Pool:
         self.ahead = max(1, ahead)
         self.notices: list[str] = []
 
-    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Pair]:
-        if not jobs:
-            return (pair for pair in ())  # a generator like the others: the caller may close() it
-        if self.in_process:
-            return self._inline(fn, jobs)
+    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> "Results":
+        if not jobs or self.in_process:
+            return Results(self._inline(fn, jobs), [])
 
         def fresh() -> _Slot:
             return _Slot(fn, self.initializer, self.initargs, self.name)
@@ -213,9 +211,11 @@ class Pool:
         except BaseException:  # a fork that fails (EAGAIN, EMFILE), a job that cannot be pickled
             _kill(slots)
             raise
-        return _Results(self._collect(slots, tasks, fresh, self.ahead), slots)
+        return Results(self._collect(slots, tasks, fresh, self.ahead), slots)
 
     def _inline(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Pair]:
+        if not jobs:
+            return
         self.initializer(*self.initargs)
         for job in jobs:
             try:
@@ -273,8 +273,8 @@ def _kill(slots: list[_Slot]) -> None:
             slot.stop(kill=True)
 
 
-class _Results(Iterator[Pair]):
-    """The pairs of one `imap_unordered` run, whose workers are already running.
+class Results(Iterator[Pair]):
+    """The pairs of one `imap_unordered` run (whose workers, if any, are already running).
 
     A generator's own clean-up runs only once it has started, so closing (or
     dropping) one before its first item would leave the workers blocked on their
@@ -288,7 +288,7 @@ class _Results(Iterator[Pair]):
         self._slots = slots  # the list `_collect` updates in place when it replaces a dead worker
         self._finalizer = weakref.finalize(self, _kill, slots)
 
-    def __iter__(self) -> "_Results":
+    def __iter__(self) -> "Results":
         return self
 
     def __next__(self) -> Pair:

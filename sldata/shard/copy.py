@@ -18,13 +18,13 @@ import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generator, Iterator
+from typing import Any, Generator
 
 from ..errors import UserError
 from ..features import copy_group, shard_path
 from ..h5 import isolated
 from ..io import fsync_path
-from ..pool import Pool, WorkerLost
+from ..pool import Pool, Results, WorkerLost
 from ..scan import ScanResult, scan_feature_file
 from .plan import ShardPlan, readable, signature
 
@@ -76,7 +76,7 @@ def copy_all(todo: list[CopyJob], workers: int) -> Generator[tuple[CopyJob, Copi
     return _checked(Pool(max(1, min(workers, len(todo))), name="sldata-shard").imap_unordered(run_job, todo))
 
 
-def _checked(pairs: Iterator[tuple[Any, Any]]) -> Generator[tuple[CopyJob, Copied], None, None]:
+def _checked(pairs: Results) -> Generator[tuple[CopyJob, Copied], None, None]:
     try:
         for job, result in pairs:
             if isinstance(result, WorkerLost):
@@ -85,9 +85,7 @@ def _checked(pairs: Iterator[tuple[Any, Any]]) -> Generator[tuple[CopyJob, Copie
                 raise result
             yield job, result
     finally:
-        close = getattr(pairs, "close", None)
-        if close is not None:
-            close()  # stops the workers still copying: no copy outlives the temporary
+        pairs.close()  # stops the workers still copying: no copy outlives the temporary
 
 
 def run_job(job: CopyJob) -> Any:

@@ -147,7 +147,6 @@ def scan_files(files: list[Path], facts: bool, workers: int | None = None) -> di
     return merge(run_tasks(scan_feature_file, tasks, 1 if small else n))
 
 
-
 def readable(path: Path, scan: ScanResult) -> ScanResult:
     """The scan of a source file, or the error that stops the run (the source must be readable whole)."""
     if scan.error:

@@ -18,8 +18,8 @@ from ..features import annotation_path, is_feature_dataset_dir, metadata_path
 from ..io import atomic_path, check_output, output_lock, remove_stale_temporaries, write_bytes_atomic, write_json
 from ..pool import default_workers
 from ..progress import NullProgress, Progress
-from .copy import copy_all, jobs
 from ..scan import ScanResult
+from .copy import copy_all, jobs
 from .plan import ShardPlan, default_dst, plan_shard, read_headers
 from .verify import describe, verify
 
