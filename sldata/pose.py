@@ -341,8 +341,10 @@ class EncodedPose:
     """One video as the writer stores it: compressed chunks made by a worker process.
 
     Workers encode (`encode_sample`), the one writer stores the chunks as they are
-    (`PoseH5Writer.add_encoded`), so compression runs in parallel and the file is
-    byte-for-byte what `PoseH5Writer.add` would have written.
+    (`PoseH5Writer.add_encoded`), so compression runs in parallel and the file holds,
+    chunk for chunk, what `PoseH5Writer.add` would have written (the same arrays and
+    layout; lzf's compressed bytes may differ between processes, as h5py's lzf does
+    not initialise its hash table).
     """
 
     shape: tuple[int, ...]
